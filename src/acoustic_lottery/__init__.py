@@ -1,0 +1,3 @@
+"""Acoustic Lottery: low-complexity, device-robust acoustic scene classification."""
+
+__version__ = "0.1.0"

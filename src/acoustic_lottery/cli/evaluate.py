@@ -1,0 +1,96 @@
+"""`acoustic-lottery predict` and `acoustic-lottery evaluate`.
+
+    acoustic-lottery predict --model CKPT --features F.h5 --out P.h5
+        [--head scene|super] [--out-super P3.h5] [--batch-size N] [--device cpu|auto|cuda]
+    acoustic-lottery evaluate --predictions P.h5 --out METRICS.json [--unseen s4,s5,s6]
+
+For an MTL model, --out receives the head named by --head (default scene) and
+--out-super the super-class head.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from acoustic_lottery import labels
+from acoustic_lottery.errors import InputError
+from acoustic_lottery.evaluation.metrics import evaluate_predictions
+from acoustic_lottery.evaluation.predict import predict, read_predictions
+from acoustic_lottery.io import write_json
+
+__all__ = ["register"]
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.out_super is not None:
+        head = args.head or "scene"
+        if head == "super":
+            raise InputError("--out-super writes the super head; --head super conflicts with it")
+        out: Path | dict[str, Path] = {head: args.out, "super": args.out_super}
+    elif args.head is not None:
+        out = {args.head: args.out}
+    else:
+        out = args.out
+    results = predict(
+        args.model, args.features, out, batch_size=args.batch_size, device=args.device
+    )
+    for head, pred in results.items():
+        print(f"{head}: {pred.n} clips, {pred.probs.shape[1]} classes")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    pred = read_predictions(args.predictions)
+    unseen = [d for d in args.unseen.split(",") if d] if args.unseen is not None else None
+    metrics = evaluate_predictions(
+        pred, labels.UNSEEN_DEVICES if unseen is None else unseen, name=str(args.predictions)
+    )
+    metrics["predictions"] = str(args.predictions)
+    write_json(args.out, metrics)
+    print(
+        f"accuracy {metrics['accuracy']:.4f}, log loss {metrics['log_loss']:.4f}, n {metrics['n']}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `predict` and `evaluate` verbs."""
+    p = subparsers.add_parser(
+        "predict",
+        help="model + features -> prediction file(s)",
+        description="Run a checkpoint over a feature file (eval mode, full-length clips) and "
+        "write class probabilities per head.",
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="CKPT")
+    p.add_argument("--features", required=True, type=Path, metavar="F.h5")
+    p.add_argument("--out", required=True, type=Path, metavar="P.h5")
+    p.add_argument(
+        "--head",
+        choices=("scene", "super"),
+        help="head written to --out (needed for an MTL model; default scene)",
+    )
+    p.add_argument(
+        "--out-super",
+        type=Path,
+        metavar="P3.h5",
+        help="MTL model: also write the super-class head here",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
+    p.set_defaults(func=run_predict)
+
+    e = subparsers.add_parser(
+        "evaluate",
+        help="prediction file -> metrics JSON",
+        description="Accuracy, log loss (renormalised rows), per device / class, seen vs "
+        "unseen devices and the confusion matrix of a labelled prediction file.",
+    )
+    e.add_argument("--predictions", required=True, type=Path, metavar="P.h5")
+    e.add_argument("--out", required=True, type=Path, metavar="METRICS.json")
+    e.add_argument(
+        "--unseen",
+        metavar="DEV,DEV",
+        help=f"unseen devices (default {','.join(labels.UNSEEN_DEVICES)})",
+    )
+    e.set_defaults(func=run_evaluate)

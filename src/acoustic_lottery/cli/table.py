@@ -1,0 +1,52 @@
+"""Verbs `row` and `table`: Table 1 rows from prediction files, and the whole table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from acoustic_lottery.errors import InputError
+
+
+def _row(args: argparse.Namespace) -> int:
+    from acoustic_lottery.table1 import write_row
+
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--spec: not valid JSON: {exc}") from exc
+    row = write_row(spec, args.predictions, args.sizes, args.out, args.out_predictions)
+    o, p = row["ours"], row["paper"]
+    print(
+        f"row {row['row']} ({row['system']}): accuracy {o['accuracy']:.1f} % "
+        f"(paper {p['accuracy']}), log loss {o['log_loss']:.3f} (paper {p['log_loss']}), "
+        f"size {o['size_kb']:.1f} KB (paper {p['size_text']})"
+    )
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from acoustic_lottery.table1 import write_table
+
+    frame = write_table(args.rows, args.out_md, args.out_csv)
+    print(frame.to_string(index=False))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
+    p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
+    p.add_argument("--predictions", nargs="+", type=Path, required=True,
+                   help="one prediction file per member, in member order")
+    p.add_argument("--sizes", nargs="+", type=Path, required=True,
+                   help="size report JSON of each distinct member model")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out-predictions", type=Path, help="write the fused predictions here")
+    p.set_defaults(func=_row)
+
+    t = sub.add_parser("table", help="Table 1 as Markdown and CSV from row JSON files")
+    t.add_argument("--rows", nargs="+", type=Path, required=True)
+    t.add_argument("--out-md", type=Path, required=True)
+    t.add_argument("--out-csv", type=Path, required=True)
+    t.set_defaults(func=_table)

@@ -1,0 +1,158 @@
+"""`acoustic-lottery train`: one model directory from a spec and feature files.
+
+    acoustic-lottery train --spec JSON --train F.h5 [F2.h5 ...] --out-dir DIR
+        [--teacher HEAD=CKPT ...] [--mask MASK.pt] [--init-state CKPT [--late-rewind]]
+        [--threads N]
+
+Rerunning the same command after an interruption resumes from DIR/checkpoint.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from acoustic_lottery.errors import InputError
+from acoustic_lottery.models.checkpoint import load_checkpoint
+from acoustic_lottery.training.spec import TrainSpec
+from acoustic_lottery.training.trainer import train
+
+__all__ = ["load_mask_file", "parse_spec_arg", "parse_teachers", "register"]
+
+
+def parse_spec_arg(value: str) -> TrainSpec:
+    """--spec is JSON text (starting with '{') or the path of a JSON file."""
+    text, source = value, "--spec"
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise InputError(f"--spec {value!r}: neither JSON text nor an existing JSON file")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{source}: not valid JSON: {e}") from e
+    return TrainSpec.from_dict(d, source=source)
+
+
+def parse_teachers(values: list[str]) -> dict[str, Path]:
+    """HEAD=CKPT pairs -> {head: path}; each head at most once, each file must exist."""
+    out: dict[str, Path] = {}
+    for v in values:
+        head, sep, path = v.partition("=")
+        if not sep or not head or not path:
+            raise InputError(
+                f"--teacher {v!r}: expected HEAD=CKPT, e.g. scene=models/fcnn/final.pt"
+            )
+        if head not in ("scene", "super"):
+            raise InputError(f"--teacher {v!r}: head must be 'scene' or 'super', found {head!r}")
+        if head in out:
+            raise InputError(f"--teacher: head {head!r} given twice")
+        if not Path(path).is_file():
+            raise InputError(f"--teacher {v!r}: no such file {path}")
+        out[head] = Path(path)
+    return out
+
+
+def load_mask_file(path: Path) -> dict[str, torch.Tensor]:
+    """A dict parameter name -> bool tensor saved by torch.save (or a checkpoint's 'mask')."""
+    if not path.is_file():
+        raise InputError(f"--mask {path}: no such file")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as e:
+        raise InputError(f"--mask {path}: not a torch file of tensors ({e})") from e
+    if isinstance(obj, dict) and "format" in obj and "mask" in obj:
+        obj = obj["mask"]
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise InputError(
+            f"--mask {path}: expected a dict parameter name -> bool tensor, found "
+            f"{type(obj).__name__}"
+        )
+    return obj
+
+
+def run_train(args: argparse.Namespace) -> int:
+    spec = parse_spec_arg(args.spec)
+    if args.threads is not None:
+        spec = spec.replace(threads=args.threads)
+    teachers = parse_teachers(args.teacher)
+    masks = load_mask_file(args.mask) if args.mask is not None else None
+    init_state = None
+    start_step, optimizer_state = 0, None
+    if args.init_state is not None:
+        ck = load_checkpoint(args.init_state)
+        init_state = ck["state_dict"]
+        if args.late_rewind:
+            if "optimizer" not in ck:
+                raise InputError(
+                    f"--init-state {args.init_state}: --late-rewind needs a checkpoint with an "
+                    "optimizer state (a rewind.pt), this one has none"
+                )
+            start_step, optimizer_state = int(ck["global_step"]), ck["optimizer"]
+    elif args.late_rewind:
+        raise InputError("--late-rewind needs --init-state")
+    for f in args.train:
+        if not f.is_file():
+            raise InputError(f"--train {f}: no such file")
+    summary = train(
+        spec,
+        args.train,
+        args.out_dir,
+        teachers=teachers or None,
+        masks=masks,
+        init_state=init_state,
+        start_step=start_step,
+        optimizer_state=optimizer_state,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` verb."""
+    p = subparsers.add_parser(
+        "train",
+        help="train one model (resumable)",
+        description="Train a model; writes init.pt, checkpoint.pt, final.pt and history.csv "
+        "in --out-dir. Rerun the same command to resume an interrupted run.",
+    )
+    p.add_argument("--spec", required=True, help="training spec: JSON text or a JSON file")
+    p.add_argument(
+        "--train",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="F.h5",
+        help="training feature files (concatenated)",
+    )
+    p.add_argument("--out-dir", required=True, type=Path, help="model directory")
+    p.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="HEAD=CKPT",
+        help="teacher checkpoint for a head (needs 'kd' in the spec); repeatable",
+    )
+    p.add_argument("--mask", type=Path, help="torch file of a dict parameter -> bool mask")
+    p.add_argument(
+        "--init-state",
+        type=Path,
+        metavar="CKPT",
+        help="start from this checkpoint's weights instead of the seeded init",
+    )
+    p.add_argument(
+        "--late-rewind",
+        action="store_true",
+        help="with --init-state: also continue from its global step and optimizer",
+    )
+    p.add_argument("--threads", type=int, help="CPU threads (overrides the spec)")
+    p.set_defaults(func=run_train)

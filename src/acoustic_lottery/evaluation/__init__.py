@@ -1,0 +1,1 @@
+"""Evaluation: model + features -> prediction files (`predict`), predictions -> metrics."""

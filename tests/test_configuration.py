@@ -1,0 +1,83 @@
+"""The configuration contract: defaults filled, every bad key named."""
+
+from pathlib import Path
+
+import pytest
+
+from acoustic_lottery.configuration import load_yaml, merge, validate_config
+from acoustic_lottery.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_yaml(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def minimal() -> dict:
+    return {"dataset": {"name": "x", "kind": "synthetic", "path": "data/x"}}
+
+
+def test_defaults_are_filled():
+    cfg = validate_config(minimal(), SCHEMA)
+    assert cfg["dataset"]["missing"] == "error"
+    assert cfg["training"]["lr_max"] == 0.1
+    assert cfg["training"]["epochs"] == 14
+    assert cfg["synthetic"]["seed"] == 2021
+    assert cfg["budget_kb"] == 128
+
+
+def test_repository_configs_are_valid():
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
+        validate_config(load_yaml(path), SCHEMA, source=str(path))
+
+
+def test_misspelt_key_is_named_with_a_suggestion():
+    cfg = minimal()
+    cfg["training"] = {"epochz": 3}
+    with pytest.raises(InputError) as err:
+        validate_config(cfg, SCHEMA, source="config.yaml")
+    msg = str(err.value)
+    assert "config.yaml: unknown config key 'training.epochz'" in msg
+    assert "did you mean 'epochs'" in msg
+
+
+def test_wrong_type_names_the_key():
+    cfg = minimal()
+    cfg["training"] = {"batch_size": "big"}
+    with pytest.raises(InputError, match=r"'training.batch_size': 'big' is not of type 'integer'"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_out_of_range_names_the_key():
+    cfg = minimal()
+    cfg["synthetic"] = {"difficulty": 1.5}
+    with pytest.raises(InputError, match=r"'synthetic.difficulty': 1.5 is greater than the maximum"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_enum_and_required():
+    cfg = minimal()
+    cfg["dataset"]["kind"] = "tau2019"
+    with pytest.raises(InputError, match=r"'dataset.kind': expected one of"):
+        validate_config(cfg, SCHEMA)
+    with pytest.raises(InputError, match=r"'dataset'.*'path' is a required property"):
+        validate_config({"dataset": {"name": "x", "kind": "synthetic"}}, SCHEMA)
+
+
+def test_model_training_override_keys_are_checked():
+    cfg = minimal()
+    cfg["models"] = {"m": {"arch": "sic", "training": {"epoks": 2}}}
+    with pytest.raises(InputError, match=r"models.m.training"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_row_names_are_restricted_to_table1():
+    cfg = minimal()
+    cfg["table1"] = {"row23": {"members": [{"model": "m"}]}}
+    with pytest.raises(InputError, match=r"table1"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_input_is_not_modified_and_merge_overrides():
+    cfg = minimal()
+    validate_config(cfg, SCHEMA)
+    assert "training" not in cfg
+    assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}

@@ -1,0 +1,94 @@
+# Log-mel features of one split (original audio) into HDF5.
+
+
+rule features:
+    input:
+        dataset_input,
+    output:
+        f"{RESULTS}/features/{{fs}}/{{split}}/orig.h5",
+    log:
+        f"{LOGS}/features/{{fs}}_{{split}}_orig.log",
+    benchmark:
+        f"{BENCH}/features/{{fs}}_{{split}}_orig.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: config["features"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        root=DATA_ROOT,
+        seconds=config["dataset"]["clip_seconds"],
+        missing=config["dataset"]["missing"],
+        batch=config["features"]["batch_size"],
+        overrides=lambda w: pipeline.spec_json(config["features"][w.fs]),
+    shell:
+        "acoustic-lottery features --dataset-root {params.root} --split {wildcards.split}"
+        " --feature-set {wildcards.fs} --out {output} --seconds {params.seconds}"
+        " --missing {params.missing} --batch-size {params.batch} --workers {threads}"
+        " --params {params.overrides:q} > {log} 2>&1"
+
+
+rule speccorr_coefficients:
+    input:
+        dataset_input_train,
+    output:
+        f"{RESULTS}/features/speccorr_coefficients.npz",
+    log:
+        f"{LOGS}/features/speccorr_coefficients.log",
+    benchmark:
+        f"{BENCH}/features/speccorr_coefficients.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+        seconds=config["dataset"]["clip_seconds"],
+        missing=config["dataset"]["missing"],
+        seed=config["augment"]["seed"],
+        max_pairs=config["augment"]["speccorr_max_pairs"],
+    shell:
+        "acoustic-lottery speccorr-coefficients --dataset-root {params.root} --out {output}"
+        " --seconds {params.seconds} --missing {params.missing} --seed {params.seed}"
+        " --max-pairs {params.max_pairs} > {log} 2>&1"
+
+
+rule augment:
+    input:
+        data=dataset_input_train,
+        coefficients=lambda w: (
+            f"{RESULTS}/features/speccorr_coefficients.npz"
+            if w.copy == "speccorr"
+            else []
+        ),
+    output:
+        f"{RESULTS}/features/{{fs}}/train/{{copy}}.h5",
+    log:
+        f"{LOGS}/features/{{fs}}_train_{{copy}}.log",
+    benchmark:
+        f"{BENCH}/features/{{fs}}_train_{{copy}}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: config["features"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        root=DATA_ROOT,
+        seconds=config["dataset"]["clip_seconds"],
+        missing=config["dataset"]["missing"],
+        seed=config["augment"]["seed"],
+        batch=config["features"]["batch_size"],
+        overrides=lambda w: pipeline.spec_json(config["features"][w.fs]),
+        aug=lambda w: pipeline.spec_json(config["augment"]["params"].get(w.copy, {})),
+        coefficients=lambda w, input: (
+            f"--coefficients {input.coefficients}" if w.copy == "speccorr" else ""
+        ),
+    shell:
+        "acoustic-lottery augment --kind {wildcards.copy} --dataset-root {params.root}"
+        " --out {output} --feature-set {wildcards.fs} --seconds {params.seconds}"
+        " --seed {params.seed} --missing {params.missing} --batch-size {params.batch}"
+        " --workers {threads} --params {params.overrides:q} --aug-params {params.aug:q}"
+        " {params.coefficients} > {log} 2>&1"
