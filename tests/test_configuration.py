@@ -49,7 +49,9 @@ def test_wrong_type_names_the_key():
 def test_out_of_range_names_the_key():
     cfg = minimal()
     cfg["synthetic"] = {"difficulty": 1.5}
-    with pytest.raises(InputError, match=r"'synthetic.difficulty': 1.5 is greater than the maximum"):
+    with pytest.raises(
+        InputError, match=r"'synthetic.difficulty': 1.5 is greater than the maximum"
+    ):
         validate_config(cfg, SCHEMA)
 
 

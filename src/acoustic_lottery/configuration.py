@@ -60,7 +60,9 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
             full = name if key == "(top level)" else f"{key}.{name}"
             hint = difflib.get_close_matches(name, allowed, n=1)
             did = f"; did you mean '{hint[0]}'?" if hint else ""
-            msgs.append(f"{source}: unknown config key '{full}'{did} (allowed: {', '.join(allowed)})")
+            msgs.append(
+                f"{source}: unknown config key '{full}'{did} (allowed: {', '.join(allowed)})"
+            )
         if msgs:
             return "\n".join(msgs)
     if error.validator == "required":
@@ -81,7 +83,9 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
     if isinstance(schema, str | Path):
         schema = load_yaml(schema)
     if not isinstance(config, dict):
-        raise InputError(f"{source}: expected a mapping at the top level, got {type(config).__name__}")
+        raise InputError(
+            f"{source}: expected a mapping at the top level, got {type(config).__name__}"
+        )
     instance = copy.deepcopy(config)
     validator = _Validator(schema)
     # Defaults are filled while validating; a second pass checks the filled values.
@@ -89,7 +93,9 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
     if not errors:
         errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
-        raise InputError("invalid configuration:\n" + "\n".join(_describe(e, source) for e in errors))
+        raise InputError(
+            "invalid configuration:\n" + "\n".join(_describe(e, source) for e in errors)
+        )
     return instance
 
 

@@ -25,7 +25,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix,
+        prefix=f".{path.name}.",
+        suffix=suffix if suffix is not None else ".tmp" + path.suffix,
         dir=path.parent,
     )
     os.close(fd)

@@ -26,14 +26,17 @@ def combine_members(spec: dict, prediction_files: list[Path]):
     members = spec["members"]
     if len(members) != len(prediction_files):
         raise InputError(
-            f"row {spec['name']}: {len(members)} members but {len(prediction_files)} prediction files"
+            f"row {spec['name']}: {len(members)} members but "
+            f"{len(prediction_files)} prediction files"
         )
     by_head: dict[str, list] = {"scene": [], "super": []}
     weights: dict[str, list[float]] = {"scene": [], "super": []}
     for member, path in zip(members, prediction_files):
         pred = read_predictions(path)
         if pred.task != member["head"]:
-            raise InputError(f"{path}: holds '{pred.task}' predictions, expected '{member['head']}'")
+            raise InputError(
+                f"{path}: holds '{pred.task}' predictions, expected '{member['head']}'"
+            )
         by_head[member["head"]].append(pred)
         weights[member["head"]].append(float(member["weight"]))
     if not by_head["scene"]:
@@ -79,8 +82,12 @@ def system_size(spec: dict, size_files: list[Path]) -> dict:
     }
 
 
-def build_row(spec: dict, prediction_files: list[Path], size_files: list[Path],
-              out_predictions: Path | None = None) -> dict:
+def build_row(
+    spec: dict,
+    prediction_files: list[Path],
+    size_files: list[Path],
+    out_predictions: Path | None = None,
+) -> dict:
     """The row JSON: our accuracy, log loss and size next to the paper's."""
     from acoustic_lottery.evaluation.metrics import evaluate_predictions
     from acoustic_lottery.evaluation.predict import write_predictions
@@ -151,8 +158,13 @@ def write_table(row_files: list[Path], out_md: Path, out_csv: Path) -> pd.DataFr
     return frame
 
 
-def write_row(spec: dict, prediction_files: list[Path], size_files: list[Path], out: Path,
-              out_predictions: Path | None = None) -> dict:
+def write_row(
+    spec: dict,
+    prediction_files: list[Path],
+    size_files: list[Path],
+    out: Path,
+    out_predictions: Path | None = None,
+) -> dict:
     row = build_row(spec, prediction_files, size_files, out_predictions)
     write_json(out, row)
     return row

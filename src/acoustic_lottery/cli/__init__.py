@@ -17,7 +17,15 @@ from acoustic_lottery.errors import InputError
 
 #: Modules under acoustic_lottery.cli that add verbs.
 GROUPS: tuple[str, ...] = (
-    "features", "augment", "models", "train", "evaluate", "figures", "table",
+    "data",
+    "features",
+    "augment",
+    "models",
+    "train",
+    "evaluate",
+    "figures",
+    "onnx",
+    "table",
 )
 
 

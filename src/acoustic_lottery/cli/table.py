@@ -37,10 +37,20 @@ def _table(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
     p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
-    p.add_argument("--predictions", nargs="+", type=Path, required=True,
-                   help="one prediction file per member, in member order")
-    p.add_argument("--sizes", nargs="+", type=Path, required=True,
-                   help="size report JSON of each distinct member model")
+    p.add_argument(
+        "--predictions",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="one prediction file per member, in member order",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="size report JSON of each distinct member model",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--out-predictions", type=Path, help="write the fused predictions here")
     p.set_defaults(func=_row)

@@ -220,7 +220,7 @@ _SCENE_TRAITS: dict[str, dict[str, float]] = {
     # ---- indoor: reverberant, babble bed, steady
     "airport": {
         "level_db": -29, "bed_tilt": -5.0, "bed_lp": 7000, "babble_db": 0, "babble_mod": 0.12,
-        "hvac_db": -12, "traffic_db": -14, "traffic_fc": 150, "rt60_lo": 1.4, "rt60_hi": 2.4,
+        "hvac_db": -12, "traffic_db": -24, "traffic_fc": 150, "rt60_lo": 1.4, "rt60_hi": 2.4,
         "wet": 0.55, "chime_rate": 0.10, "voice_rate": 0.25, "voice_db": -3,
         "footstep_rate": 0.3, "suitcase_rate": 0.6, "beep_rate": 0.03, "music_p": 0.15,
     },

@@ -90,12 +90,13 @@ def build_extractor(feature_set: str, cfg: Any = None, precision: str = "float32
 def default_threads(workers: int) -> int:
     """Torch threads for the main process when `workers` processes decode audio.
 
-    On the 2-core reference machine 2 threads beat 1 even with 2 decoding workers
-    (the STFT bursts while workers block on I/O); more than the core count only adds
-    contention.
+    The cores left over by the decoders, at least 1 and at most 4 (the batched STFT of
+    a few clips gains little beyond that). On 2 cores with 2 workers that is 1 thread:
+    2 OpenMP threads competing with busy decoders lost up to 3x in the benchmark,
+    because a parallel region waits for its slowest, preempted thread.
     """
     cores = os.cpu_count() or 1
-    return max(1, min(cores, 2 if workers > 0 else cores))
+    return max(1, min(4, cores - max(0, workers)))
 
 
 class _ClipDataset(Dataset):

@@ -18,13 +18,15 @@ onnxruntime 1.31 (see benchmarks/onnx_latency.py):
 * Quantization: ``quantize_static`` with QuantFormat.QDQ, int8 weights symmetric per
   output channel (pruned zeros stay exact zeros) and **uint8 asymmetric activations**
   calibrated by min/max over the given features. uint8 activations (U8S8) are what the
-  CPU provider's fast kernels take: the whole SIC graph becomes QLinearConv /
-  QLinearConcat / NhwcMaxPool with two layout transposes, 2.2x (SIC) and 2.6x (LIC)
-  faster than float on one core. int8 activations (S8S8) left 6 of SIC's 14 convs
-  in float with a transpose around each (1.3x faster than float); symmetric int8
-  activations also kept every ReLU (1.15x). Dynamic quantization (ConvInteger) was 5x
-  *slower* than float here. On x86 CPUs *without* VNNI, U8S8 can saturate in the
-  16-bit intermediate; pass ``reduce_range=True`` there.
+  CPU provider's fast kernels take: the whole SIC graph runs as QLinearConv /
+  QLinearConcat / NhwcMaxPool with two layout transposes, 2.3x (SIC) and 2.6-2.7x
+  (LIC) faster than float on one core (per 10 s clip). int8 activations (S8S8) left
+  6 of SIC's 14 convs in float with transposes around them (1.3-1.5x); symmetric
+  int8 activations also kept every ReLU (1.2-1.3x). The speed-up needs ORT_ENABLE_ALL
+  (the NHWC layout transformer): at ORT_ENABLE_EXTENDED the int8 model is 2-2.6x
+  *slower* than float. Dynamic quantization (ConvInteger) was 6x slower than float.
+  On x86 CPUs *without* VNNI, U8S8 can saturate in the 16-bit intermediate; pass
+  ``reduce_range=True`` there.
 * onnxruntime's recommended pre-processing (``quant_pre_process``: shape inference and
   basic graph optimisation) runs first; ``graph.value_info`` is cleared before it, so
   stale shapes from any exporter cannot clash with the re-inferred ones.
@@ -321,12 +323,13 @@ def export_onnx(
 ) -> ExportReport:
     """Export `model` (eval mode) to one self-contained ONNX file, written atomically.
 
-    input_shape: (C, F, T) of the tracing input; the batch axis is always dynamic and the
-    time axis too when `dynamic_time` (the models pool globally over time). The file is
-    checked with onnx.checker and run by onnxruntime on seeded random inputs (the traced
-    shape and, with a dynamic time axis, a longer one at batch 2); the largest
-    |onnxruntime - torch| must stay within rtol * max(1, max|torch logits|) or the export
-    fails. heads / class_names default to the model's `heads` and labels.py names.
+    input_shape: (C, F, T) of the tracing input ((B, C, F, T) also accepted, B ignored).
+    The batch axis is always dynamic, the time axis too when `dynamic_time` (the models
+    pool globally over time). The file is checked with onnx.checker and run by
+    onnxruntime on seeded random inputs (the traced shape and, with a dynamic time axis,
+    a longer one at batch 2); the largest |onnxruntime - torch| must stay within
+    rtol * max(1, max|torch logits|) or the export fails (RuntimeError, no file).
+    heads / class_names default to the model's `heads` and labels.py names.
     """
     path = Path(path)
     c, f, t = _check_shape(input_shape, f"export_onnx {path}")

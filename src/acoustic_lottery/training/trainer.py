@@ -8,8 +8,10 @@ Why it is built this way:
   from its last epoch checkpoint, or restarted at a late-rewinding step, reproduces the
   uninterrupted run exactly.
 * Pruned weights stay exactly zero: their gradients are zeroed before each step and the
-  mask is multiplied into the weights (and momentum buffers) after it, so neither
-  momentum nor weight decay can revive them. Every checkpoint carries the mask.
+  mask is applied to the weights (and momentum buffers) after it, so neither momentum
+  nor weight decay can revive them. Masks may also name BN running statistics (pruned
+  BN channels): those are re-estimated by every train-mode forward, so they are zeroed
+  after each step and again before every checkpoint. Every checkpoint carries the mask.
 * Knowledge distillation: each teacher sees exactly the student's (cropped,
   SpecAugmented, mixed) batch.
 """
@@ -202,24 +204,40 @@ def _make_batch(
 # --------------------------------------------------------------------------- masks
 
 
+def _maskable(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Tensors a mask may name: every parameter and every floating-point buffer.
+
+    Floating buffers are the BatchNorm running statistics: a pruned BN channel (γ = β = 0,
+    `pruning.scope` "all") outputs exactly 0 whatever its statistics, so they are zeroed
+    too and the DCASE size rule stops counting them. Integer buffers (num_batches_tracked)
+    are bookkeeping and never maskable.
+    """
+    out = dict(model.named_parameters())
+    for name, buf in model.named_buffers():
+        if buf.is_floating_point() and name not in out:
+            out[name] = buf
+    return out
+
+
 def check_masks(
     model: nn.Module, masks: Mapping[str, torch.Tensor], source: str = "masks"
 ) -> dict[str, torch.Tensor]:
-    """Validate masks against the model's parameters; return them as CPU bool tensors.
+    """Validate masks against the model's parameters (and BN running buffers); CPU bool copies.
 
-    InputError lists every name that is not a parameter of the model, or the first
-    wrong shape / dtype.
+    InputError lists every name that is neither a parameter nor a floating-point buffer
+    of the model, or the first wrong shape / dtype.
     """
     if not isinstance(masks, Mapping):
         raise InputError(
             f"{source}: expected a dict parameter name -> bool tensor, found {masks!r}"
         )
-    params = dict(model.named_parameters())
+    params = _maskable(model)
     unknown = sorted(str(k) for k in masks if k not in params)
     if unknown:
         raise InputError(
-            f"{source}: {len(unknown)} mask names are not parameters of the model: "
-            f"{', '.join(unknown)} (parameters: {', '.join(list(params)[:8])}, ...)"
+            f"{source}: {len(unknown)} mask names are not parameters (or floating-point "
+            f"buffers) of the model: {', '.join(unknown)} "
+            f"(parameters: {', '.join(list(params)[:8])}, ...)"
         )
     out = {}
     for name, m in masks.items():
@@ -243,23 +261,30 @@ def apply_masks(
     masks: Mapping[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None = None,
 ) -> None:
-    """Zero the pruned weights (and their momentum buffers, so nothing can revive them)."""
-    params = dict(model.named_parameters())
+    """Zero the pruned entries (and their momentum buffers, so nothing can revive them).
+
+    Masked BN running buffers are zeroed too: every train-mode forward re-estimates them,
+    so this runs after each optimizer step and before each checkpoint is written.
+    ``masked_fill_`` rather than a multiplication gives +0.0 (never -0.0, never NaN).
+    """
+    tensors = _maskable(model)
     for name, m in masks.items():
-        p = params[name]
-        p.mul_(m.to(device=p.device, dtype=p.dtype))
-        if optimizer is not None:
+        p = tensors[name]
+        pruned = ~m.to(device=p.device)
+        p.masked_fill_(pruned, 0.0)
+        if optimizer is not None and isinstance(p, nn.Parameter):
             buf = optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
-                buf.mul_(m.to(device=buf.device, dtype=buf.dtype))
+                buf.masked_fill_(pruned.to(buf.device), 0.0)
 
 
 def _mask_grads(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     for name, m in masks.items():
-        g = params[name].grad
+        p = params.get(name)  # buffers (BN running statistics) have no gradient
+        g = p.grad if p is not None else None
         if g is not None:
-            g.mul_(m.to(device=g.device, dtype=g.dtype))
+            g.masked_fill_(~m.to(device=g.device), 0.0)
 
 
 # ---------------------------------------------------------------------- fingerprint
@@ -546,6 +571,7 @@ def _run(
                 paths["checkpoint"],
             )
     else:
+        apply_masks(model, mask, optimizer)  # checkpoints never hold a revived value
         save_checkpoint(
             paths["init"],
             model,
@@ -583,6 +609,7 @@ def _run(
             row["lr_end"],
             row["seconds"],
         )
+        apply_masks(model, mask, optimizer)
         save_checkpoint(
             paths["checkpoint"],
             model,
@@ -593,6 +620,7 @@ def _run(
             **extras,
         )
 
+    apply_masks(model, mask, optimizer)
     save_checkpoint(
         paths["final"],
         model,
@@ -654,6 +682,7 @@ def _save_rewind(
 ) -> None:
     if path is None:
         return
+    apply_masks(model, extras.get("mask", {}), optimizer)
     save_checkpoint(
         path,
         model,
