@@ -7,13 +7,17 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+TARGETS ?=
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format dryrun report clean-results help
+.PHONY: run table efficiency test lint format dryrun report clean-results help
 
 help:
-	@echo "make run    - run the pipeline on the embedded data set and print Table 1"
+	@echo "make run    - Table 1 rows 0 and 3 on the embedded data set (a few minutes)"
+	@echo "make table  - the whole Table 1, systems (a)-(d), figures 2 and 3, the 2024 study"
+	@echo "make efficiency - the DCASE 2024 data-efficiency study alone"
+	@echo "make pull / make push - results through the DVC remote (docs/reproduce.md)"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
 
@@ -24,9 +28,28 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+DATASET = $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('config.yaml'))['dataset']['name'])")
+
+# The quick tour: Table 1 rows 0 (DCASE 2021 baseline) and 3 (SIC) from the embedded data
+# set, a couple of minutes on 2 cores. TARGETS="..." builds other targets instead.
 run: $(STAMP)
+	@ds=results/$(DATASET); \
+	targets="$(TARGETS)"; [ -n "$$targets" ] || targets="$$ds/table1/row0.json $$ds/table1/row3.json"; \
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $$targets && \
+	$(BIN)/acoustic-lottery table --rows $$(ls $$ds/table1/row*.json $$ds/table1/system*.json 2>/dev/null) \
+		--out-md $$ds/table1.partial.md --out-csv $$ds/table1.partial.csv >/dev/null && \
+	cat $$ds/table1.partial.md
+
+# The whole pipeline: every Table 1 row, the systems (a)-(d) and the figures
+# (about 40 minutes of wall time on 2 cores).
+table: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
-	@cat results/$$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('config.yaml'))['dataset']['name'])")/table1.md
+	@cat results/$(DATASET)/table1.md
+
+# The DCASE 2024 data-efficiency study alone (Rep-Mobile on nested train subsets).
+efficiency: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) data_efficiency
+	@cat results/$(DATASET)/efficiency.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -42,3 +65,61 @@ dryrun: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+# DVC storage (docs/reproduce.md). DVC restores file contents but not modification
+# times, and a fresh clone has no Snakemake metadata: after `dvc pull`, touching every
+# job's outputs in DAG order (snakemake --touch --forceall runs no command and deletes
+# nothing) makes each output newer than its inputs again and records Snakemake's
+# provenance for them, so `snakemake -n` has nothing to do and later edits of code or
+# config still trigger reruns. Touching is only right when the pulled outputs belong to
+# this workspace's code and config, so PULL_GUARD first checks that `dvc status` reports
+# no changed code, config or raw input (outputs of stages are not checked here: a
+# partial pull leaves some missing, and Snakemake rebuilds those).
+# DVC_ARGS: e.g. -r <remote>, -j <jobs>, or the outputs to pull.
+DVC_ARGS ?=
+.PHONY: pull push
+
+define PULL_GUARD
+import os, sys
+from dvc.repo import Repo
+
+with Repo() as repo:
+    raw = {s.addressing for s in repo.index.stages if s.is_data_source}  # `dvc add`ed
+    made = [
+        os.path.relpath(o.fs_path, repo.root_dir)
+        for s in repo.index.stages
+        if not s.is_data_source
+        for o in s.outs
+    ]
+    status = repo.status()
+
+def produced(path):
+    return any(path == m or path.startswith(m + "/") or m.startswith(path + "/") for m in made)
+
+changed = []
+for stage, entries in status.items():
+    for entry in entries:
+        if entry == "changed command":
+            changed.append(f"{stage}: command")
+        elif isinstance(entry, dict):
+            deps = entry.get("changed deps", {})
+            changed += [f"{stage}: {d}" for d in deps if not produced(d)]
+            if stage in raw:
+                outs = entry.get("changed outs", {})
+                changed += [f"{stage}: {o}" for o, st in outs.items() if st == "modified"]
+if changed:
+    sys.exit(
+        "make pull: code or config differ from dvc.lock (" + "; ".join(changed) + "), "
+        "so the pulled outputs are not theirs and are left untouched. Commit or stash "
+        "the change and run make pull again, or run dvc repro to rebuild."
+    )
+endef
+export PULL_GUARD
+
+pull: $(STAMP)
+	$(BIN)/dvc pull $(DVC_ARGS)
+	$(BIN)/python -c "$$PULL_GUARD"
+	$(BIN)/snakemake --touch --forceall --cores 1 --quiet all
+
+push: $(STAMP)
+	$(BIN)/dvc push $(DVC_ARGS)

@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from acoustic_lottery.configuration import validate_config
+from acoustic_lottery.planned_size import check_row_budgets
 
 
 configfile: "config.yaml"
@@ -16,15 +17,24 @@ config.update(
 )
 
 
+# A Table 1 row over the size budget stops here, before any job runs (planned sizes).
+check_row_budgets(config)
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/lottery.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/table.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/efficiency.smk"
 
 
 rule all:
     default_target: True
     input:
         f"{RESULTS}/table1.md",
+        all_figures(),
+        EFFICIENCY.targets(),

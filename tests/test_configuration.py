@@ -25,8 +25,11 @@ def test_defaults_are_filled():
 
 
 def test_repository_configs_are_valid():
-    for path in [ROOT / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
-        validate_config(load_yaml(path), SCHEMA, source=str(path))
+    """config.yaml alone, and each configs/*.yaml merged over it (as --configfile does)."""
+    base = load_yaml(ROOT / "config.yaml")
+    validate_config(base, SCHEMA, source="config.yaml")
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        validate_config(merge(base, load_yaml(path)), SCHEMA, source=str(path))
 
 
 def test_misspelt_key_is_named_with_a_suggestion():

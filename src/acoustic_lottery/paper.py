@@ -22,8 +22,8 @@ class PaperRow:
     aug: bool
     size_kb: float
     size_text: str
-    accuracy: float
-    log_loss: float
+    accuracy: float | None
+    log_loss: float | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +63,28 @@ TABLE1: dict[int, PaperRow] = {
         _row(22, "Ensemble of LICs and SICs", "YYY--Y", 122.0, "122KB", 79.4, 0.640),
     ]
 }
+
+
+#: The four submitted systems (report section 3.3): two-stage ensembles of LTH-pruned
+#: LICs and SICs. The report gives their sizes only (system (a) is row 22's system).
+SYSTEMS: dict[str, PaperRow] = {
+    "a": PaperRow(22, "System (a)", True, True, True, False, False, True, 122.0, "122KB",
+                  79.4, 0.640),
+    "b": PaperRow(-1, "System (b)", True, True, True, False, True, True, 110.0, "110KB",
+                  None, None),
+    "c": PaperRow(-1, "System (c)", True, True, True, False, True, True, 125.0, "125KB",
+                  None, None),
+    "d": PaperRow(-1, "System (d)", True, True, True, False, True, True, 122.0, "122KB",
+                  None, None),
+}  # fmt: skip
+
+
+def paper_system(letter: str) -> PaperRow:
+    """A submitted system as published; a KeyError names the valid letters."""
+    try:
+        return SYSTEMS[letter]
+    except KeyError:
+        raise KeyError(f"the report submitted systems a-d, not {letter!r}") from None
 
 
 def paper_row(index: int) -> PaperRow:

@@ -73,8 +73,15 @@ def heads_of(config: dict, name: str) -> list[str]:
     return ["scene", "super"] if task == "mtl" else [task]
 
 
-def row_index(row_name: str) -> int:
-    return int(row_name.removeprefix("row"))
+def row_index(row_name: str) -> int | None:
+    """Table 1 index of `rowN`; None for a submitted system (`systema` .. `systemd`)."""
+    return None if row_name.startswith("system") else int(row_name.removeprefix("row"))
+
+
+def row_order(row_name: str) -> tuple[int, int, str]:
+    """Rows 0-22 in order, then the systems (a)-(d)."""
+    index = row_index(row_name)
+    return (index is None, index or 0, row_name)
 
 
 def row_members(config: dict, row_name: str) -> list[dict]:
@@ -110,9 +117,201 @@ def row_spec(config: dict, row_name: str) -> dict:
     return {
         "name": row_name,
         "index": row_index(row_name),
+        "system": row_name.removeprefix("system") if row_name.startswith("system") else None,
         "members": row_members(config, row_name),
         "fusion": row["fusion"],
         "size_dtype": row["size_dtype"],
         "flags": row_flags(config, row_name),
         "dataset": config["dataset"]["name"],
     }
+
+
+# ------------------------------------------------------------------ lottery chains
+
+#: Settings of a lottery round that are passed to `acoustic-lottery lottery-round`.
+ROUND_KEYS = (
+    "strategy",
+    "rate",
+    "scope",
+    "exclude_first",
+    "exclude_last",
+    "rewind",
+    "optimizer",
+    "control_seed",
+)
+
+#: What a lottery model gets when neither it nor its preset says otherwise: the report's
+#: choice (small weights per layer, rewind to Θ0, T = 2 rounds to 99.33 % of all values).
+LOTTERY_DEFAULTS: dict[str, Any] = {
+    "preset": "acoustic_lottery",
+    "scope": "all",
+    "exclude_first": False,
+    "exclude_last": False,
+    "optimizer": "reset",
+    "control_seed": 0,
+}
+
+
+def is_lottery(config: dict, name: str) -> bool:
+    return bool(model_config(config, name).get("lottery"))
+
+
+def _winning_chain(config: dict, name: str) -> str:
+    """The chain whose masks a control copies (itself for a winning chain)."""
+    lot = model_config(config, name)["lottery"]
+    of = lot.get("control_of")
+    if lot.get("control") and not of:
+        raise InputError(f"config: models.{name}.lottery.control needs control_of (a chain)")
+    if of and not lot.get("control"):
+        raise InputError(
+            f"config: models.{name}.lottery.control_of needs control (random_mask or random_reinit)"
+        )
+    if not of:
+        return name
+    if not is_lottery(config, of) or model_config(config, of)["lottery"].get("control"):
+        raise InputError(
+            f"config: models.{name}.lottery.control_of: '{of}' is not a winning lottery chain"
+        )
+    return of
+
+
+def lottery_settings(config: dict, name: str) -> dict[str, Any]:
+    """Chain settings: the preset's, then the model's keys; `rounds` and `rate` resolved.
+
+    A control chain takes every setting of the chain it controls, plus its control.
+    """
+    from acoustic_lottery.pruning.schedule import preset  # torch: only when chains exist
+
+    winning = _winning_chain(config, name)
+    lot = dict(model_config(config, winning)["lottery"])
+    base = lot.get("base")
+    if not base:
+        raise InputError(f"config: models.{winning}.lottery.base: name the dense model (round 0)")
+    if is_lottery(config, base):
+        raise InputError(f"config: models.{winning}.lottery.base: '{base}' is itself a chain")
+    mine, theirs = model_config(config, winning), model_config(config, base)
+    for key in ("arch", "task", "width", "features"):
+        if mine[key] != theirs[key]:
+            raise InputError(
+                f"config: models.{winning}.{key} is {mine[key]!r} but its lottery base "
+                f"'{base}' has {theirs[key]!r}: Θ0 must come from the same architecture"
+            )
+    name_ = lot.get("preset", LOTTERY_DEFAULTS["preset"])
+    if name_ == "progressive":
+        raise InputError(
+            f"config: models.{winning}.lottery.preset: 'progressive' has no rounds; "
+            "use models.<name>.progressive"
+        )
+    overrides = {k: lot[k] for k in ("rounds", "rate", "target_sparsity") if k in lot}
+    p = preset(name_, **overrides)
+    out = {**LOTTERY_DEFAULTS, "strategy": p["strategy"], "rewind": p["rewind"]}
+    out.update({k: v for k, v in lot.items() if k not in ("control", "control_of")})
+    out.update(rounds=int(p["rounds"]), rate=float(p["rate"]), base=base, preset=name_)
+    if "optimizer" not in lot and not p.get("reset_optimizer", True):
+        out["optimizer"] = "rewind"
+    if out["rewind"] != "init":
+        raise InputError(
+            f"config: models.{winning}.lottery.rewind: the DAG rewinds to Θ0 ('init'); late "
+            "rewinding is available through `acoustic-lottery lottery-round --rewind step`"
+        )
+    ctl = model_config(config, name)["lottery"]
+    out["control"] = ctl.get("control")
+    out["chain"] = winning
+    if out["control"] and "control_seed" in ctl:
+        out["control_seed"] = ctl["control_seed"]
+    return out
+
+
+def lottery_rounds(config: dict, name: str) -> int:
+    return lottery_settings(config, name)["rounds"]
+
+
+def round_settings(config: dict, name: str, t: int) -> dict[str, Any]:
+    """The settings of round t alone (per_round overrides applied), for the round's params.
+
+    Only round t's own settings: a change to round 3 re-runs rounds 3 and later (through
+    their inputs), never rounds 1 and 2.
+    """
+    s = lottery_settings(config, name)
+    if not 1 <= t <= s["rounds"]:
+        raise InputError(f"config: models.{name}: round {t} is outside 1..{s['rounds']}")
+    out = {k: s[k] for k in ROUND_KEYS}
+    per_round = {str(k): v for k, v in s.get("per_round", {}).items()}  # YAML keys: ints
+    unknown = sorted(k for k in per_round if not k.isdigit() or not 1 <= int(k) <= s["rounds"])
+    if unknown:
+        raise InputError(
+            f"config: models.{s['chain']}.lottery.per_round: round(s) {unknown} are not in "
+            f"1..{s['rounds']}"
+        )
+    out.update(per_round.get(str(t), {}))
+    out["control"] = s["control"]
+    out["round"] = t
+    return out
+
+
+def round_args(settings: dict[str, Any]) -> str:
+    """Command-line options of `lottery-round` for one round's settings."""
+    args = [
+        f"--strategy {settings['strategy']}",
+        f"--rate {settings['rate']!r}",
+        f"--scope {settings['scope']}",
+        f"--optimizer {settings['optimizer']}",
+        f"--control-seed {settings['control_seed']}",
+    ]
+    if settings["exclude_first"]:
+        args.append("--exclude-first")
+    if settings["exclude_last"]:
+        args.append("--exclude-last")
+    if settings.get("control"):
+        args.append(f"--control {settings['control']}")
+    return " ".join(args)
+
+
+def round_spec(config: dict, name: str, t: int) -> dict:
+    """Training spec of round t: the chain's own spec, with a per-round `epochs` override."""
+    spec = train_spec(config, _winning_chain(config, name))
+    epochs = round_settings(config, name, t).get("epochs")
+    if epochs is not None:
+        spec["epochs"] = epochs
+    return spec
+
+
+# ------------------------------------------------------------- progressive pruning
+
+
+def is_progressive(config: dict, name: str) -> bool:
+    return bool(model_config(config, name).get("progressive"))
+
+
+def progressive_base(config: dict, name: str) -> str:
+    """The dense model a progressive run fine-tunes (same architecture, never a chain)."""
+    base = model_config(config, name)["progressive"]["base"]
+    b = model_config(config, base)
+    if is_lottery(config, base) or is_progressive(config, base):
+        raise InputError(f"config: models.{name}.progressive.base: '{base}' is not a dense model")
+    mine = model_config(config, name)
+    for key in ("arch", "task", "width", "features"):
+        if mine[key] != b[key]:
+            raise InputError(
+                f"config: models.{name}.{key} is {mine[key]!r} but its progressive base "
+                f"'{base}' has {b[key]!r}"
+            )
+    return base
+
+
+def progressive_args(config: dict, name: str) -> str:
+    """Command-line options of `prune-progressive`; what is not set comes from the preset."""
+    p = model_config(config, name)["progressive"]
+    flags = {
+        "target_sparsity": "--target-sparsity",
+        "steps": "--steps",
+        "strategy": "--strategy",
+        "scope": "--scope",
+        "ramp": "--ramp",
+        "start_fraction": "--start-fraction",
+        "end_fraction": "--end-fraction",
+    }
+    args = [f"{flag} {p[key]}" for key, flag in flags.items() if key in p]
+    if p.get("reset_optimizer"):
+        args.append("--reset-optimizer")
+    return " ".join(args)

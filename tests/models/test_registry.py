@@ -10,7 +10,10 @@ from acoustic_lottery.models import ARCHS, build_model, split_heads
 from acoustic_lottery.models.heads import resolve_heads
 
 # Small widths for the big teachers keep this file fast.
-WIDTH = {"baseline": 1.0, "sic": 1.0, "lic": 1.0, "fcnn": 0.125, "resnet": 0.125}
+WIDTH = {
+    "baseline": 1.0, "sic": 1.0, "lic": 1.0, "fcnn": 0.125, "resnet": 0.125,
+    "repmobile": 1.0, "repmobile_deploy": 1.0,
+}  # fmt: skip
 BANDS = {"baseline": 40}
 
 

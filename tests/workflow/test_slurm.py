@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TINY = Path(__file__).with_name("tiny_config.yaml")
+TINY = Path(__file__).with_name("mini_config.yaml")  # rows 0 and 3: the orchestration
 PROFILE_SLURM = ROOT / "profiles" / "slurm"
 PROFILE_LOCAL = ROOT / "profiles" / "slurm-local"
 PROFILE_ARGS = ("--profile", str(PROFILE_SLURM), "--profile", str(PROFILE_LOCAL))
@@ -247,16 +247,16 @@ def tiny_runs(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_tiny_dag_under_slurm_gives_the_local_results(tiny_runs):
     local, slurm = tiny_runs["local"]["dir"], tiny_runs["slurm"]["dir"]
-    rows = sorted(p.name for p in (local / "results/tiny/table1").glob("*.json"))
+    rows = sorted(p.name for p in (local / "results/mini/table1").glob("*.json"))
     assert rows == ["row0.json", "row3.json"]
     for name in rows:
-        ours_local = json.loads((local / "results/tiny/table1" / name).read_text())["ours"]
-        ours_slurm = json.loads((slurm / "results/tiny/table1" / name).read_text())["ours"]
+        ours_local = json.loads((local / "results/mini/table1" / name).read_text())["ours"]
+        ours_slurm = json.loads((slurm / "results/mini/table1" / name).read_text())["ours"]
         for key in ("accuracy", "log_loss", "size_kb"):
             assert ours_slurm[key] == ours_local[key], (name, key)
         assert ours_slurm == ours_local, name
-    assert (slurm / "results/tiny/table1.csv").read_text() == (
-        local / "results/tiny/table1.csv"
+    assert (slurm / "results/mini/table1.csv").read_text() == (
+        local / "results/mini/table1.csv"
     ).read_text()
 
 

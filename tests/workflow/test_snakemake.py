@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,9 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_rows_0_and_3_are_built(tiny_run):
+def test_rows_are_built_with_the_published_sizes(tiny_run):
     rows = {}
-    for n in (0, 3):
+    for n in (0, 3, 4, 5, 6, 8, 11):
         rows[n] = json.loads((tiny_run / f"results/tiny/table1/row{n}.json").read_text())
         ours = rows[n]["ours"]
         assert 0.0 <= ours["accuracy"] <= 100.0
@@ -57,8 +58,41 @@ def test_rows_0_and_3_are_built(tiny_run):
     assert rows[0]["ours"]["size_kb"] == pytest.approx(90.3, rel=0.01)
     assert rows[3]["ours"]["size_kb"] == pytest.approx(503, rel=0.01)
     assert rows[3]["paper"]["accuracy"] == 67.8
+    assert rows[4]["flags"]["tsl"] and rows[4]["ours"]["size_kb"] == pytest.approx(503, rel=0.01)
+    # two-stage: SIC10 + SIC3 (the paper's 1006 KB)
+    assert rows[6]["flags"]["two_stage"]
+    assert rows[6]["ours"]["size_kb"] == pytest.approx(1006, rel=0.01)
+    # int8: every stored value at one byte (the paper's 126 KB), predictions of the artifact
+    assert rows[8]["flags"]["quant"]
+    assert rows[8]["ours"]["size_kb"] == pytest.approx(126, rel=0.01)
+    int8 = tiny_run / "results/tiny/predictions/sic/int8/scene/evaluate.h5"
+    assert int8.is_file()
+    # progressive pruning to 90 % of the conv/linear weights, then int8
+    report = json.loads((tiny_run / "results/tiny/models/sic_prog/progressive.json").read_text())
+    assert report["weights_remaining"] == pytest.approx(0.1, abs=0.01)
+    assert rows[11]["ours"]["size_kb"] < 126 * 0.2
+    # five rounds at 50 % of the remaining conv/linear weights: 1/32 of them left
+    assert rows[5]["flags"]["lth"] and rows[5]["ours"]["size_kb"] < 503 / 16
+    system = json.loads((tiny_run / "results/tiny/table1/systemd.json").read_text())
+    assert system["row"] is None and system["paper"]["system"] == "System (d)"
+    # the same SIC once as float and once as int8, plus the 3-class SIC
+    assert system["ours"]["size_kb"] == pytest.approx(503 + 503 / 4 + 500.7, rel=0.01)
     table = (tiny_run / "results/tiny/table1.md").read_text()
+    assert "| (d) " in table
     assert "Official Baseline" in table and "SIC" in table
+
+
+@pytest.mark.slow
+def test_figures_and_the_device_table_are_drawn(tiny_run):
+    fig = tiny_run / "results/tiny/figures"
+    for png in ("figure2.png", "figure3.png", "devices.png"):
+        assert (fig / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    points = [json.loads((fig / f"points/sic_chain/round{t}.json").read_text()) for t in range(6)]
+    remaining = [p["weights_remaining"] for p in points]
+    assert remaining[0] == 1.0
+    assert remaining == sorted(remaining, reverse=True)
+    assert remaining[5] == pytest.approx(0.5**5, abs=0.002)
+    assert "s4 (unseen)" in (fig / "devices.md").read_text()
 
 
 @pytest.mark.slow
@@ -102,3 +136,43 @@ def test_lint_is_clean():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def _lottery_jobs(out: str) -> list[str]:
+    """The round directories of the lottery_round jobs a dry run lists."""
+    blocks = out.split("rule lottery_round:")[1:]
+    return sorted(b.split("output: ")[1].split("/final.pt")[0] for b in blocks)
+
+
+@pytest.mark.slow
+def test_changing_round_3_reruns_rounds_3_to_5_only(tiny_run):
+    override = tiny_run / "round3.yaml"
+    override.write_text("models:\n  sic_chain:\n    lottery:\n      per_round: {3: {rate: 0.3}}\n")
+    proc = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", str(override.resolve()))
+    assert _lottery_jobs(proc.stdout) == [
+        f"results/tiny/models/sic_chain/round{t}" for t in (3, 4, 5)
+    ]
+
+
+def test_dry_run_chains_the_five_lottery_rounds(tmp_path):
+    shutil.copy(TINY, tmp_path / "config.yaml")
+    out = snakemake(tmp_path, "-n", "--cores", "2").stdout
+    assert _lottery_jobs(out) == [f"results/tiny/models/sic_chain/round{t}" for t in range(1, 6)]
+    for block in out.split("rule lottery_round:")[1:]:
+        inputs, rest = block.split("output:", 1)
+        t = int(re.search(r"sic_chain/round(\d+)/final\.pt", rest).group(1))
+        previous = "models/sic/final.pt" if t == 1 else f"sic_chain/round{t - 1}/final.pt"
+        assert previous in inputs, (t, inputs)
+        assert "models/sic/init.pt" in inputs  # Θ0 of every round
+
+
+def test_a_row_over_budget_stops_the_dag_naming_each_member(tmp_path):
+    cfg = TINY.read_text().replace(
+        "  row3: {members: [{model: sic}], over_budget_ok: true}",
+        "  row3: {members: [{model: sic}]}",
+    )
+    (tmp_path / "config.yaml").write_text(cfg)
+    proc = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "table1.row3" in out and "128 KB budget" in out and "sic 503.00 KB" in out

@@ -11,8 +11,13 @@ BENCH = f"benchmarks/snakemake/{DS}"
 DATA_ROOT = config["dataset"]["path"]
 SYNTHETIC = config["dataset"]["kind"] == "synthetic"
 THREADS = config["threads"]
+# The conda environment of every rule under --software-deployment-method conda.
+CONDA_ENV = f"../../envs/{config['conda_env']}.yaml"
 MODELS = sorted(config["models"])
-ROWS = sorted(config["table1"], key=pipeline.row_index)
+CHAINS = [m for m in MODELS if pipeline.is_lottery(config, m)]
+PROGRESSIVE = [m for m in MODELS if pipeline.is_progressive(config, m)]
+DENSE = [m for m in MODELS if m not in CHAINS and m not in PROGRESSIVE]
+ROWS = sorted(config["table1"], key=pipeline.row_order)
 
 
 def _alternatives(names):
@@ -21,8 +26,12 @@ def _alternatives(names):
 
 wildcard_constraints:
     model=_alternatives(MODELS),
+    dense=_alternatives(DENSE),
+    chain=_alternatives(CHAINS),
+    prog=_alternatives(PROGRESSIVE),
+    t="[1-9][0-9]*",
     split="train|evaluate|test",
-    copy="pitch|speed|noise|mix|speccorr",
+    kind="pitch|speed|noise|mix|speccorr",
     fs="lmfb|baseline",
     head="scene|super",
     row=_alternatives(ROWS),
@@ -51,36 +60,148 @@ def model_dir(name):
     return f"{RESULTS}/models/{name}"
 
 
+def trained_as(wildcards):
+    """The model whose training settings a job uses: a control chain trains as its chain."""
+    if getattr(wildcards, "dense", None):
+        return wildcards.dense
+    if getattr(wildcards, "prog", None):
+        return wildcards.prog
+    return pipeline.lottery_settings(config, wildcards.chain)["chain"]
+
+
 def train_inputs(wildcards):
     """Feature files of every training copy the model lists (orig and augmented)."""
-    fs = model_features(wildcards.model)
-    copies = pipeline.model_config(config, wildcards.model)["copies"]
+    name = trained_as(wildcards)
+    fs = model_features(name)
+    copies = pipeline.model_config(config, name)["copies"]
     return [f"{RESULTS}/features/{fs}/train/{c}.h5" for c in copies]
 
 
+def _teachers(wildcards):
+    return pipeline.teachers_of(config, trained_as(wildcards))
+
+
 def teacher_inputs(wildcards):
-    teachers = pipeline.teachers_of(config, wildcards.model)
-    return {f"teacher_{h}": final_checkpoint(t) for h, t in teachers.items()}
+    return {
+        f"teacher_{h}": final_checkpoint(t) for h, t in _teachers(wildcards).items()
+    }
 
 
 def teacher_args(wildcards, input):
-    heads = pipeline.teachers_of(config, wildcards.model)
-    return " ".join(f"--teacher {h}={input[f'teacher_{h}']}" for h in heads)
+    return " ".join(
+        f"--teacher {h}={input[f'teacher_{h}']}" for h in _teachers(wildcards)
+    )
+
+
+def round_dir(name, t):
+    return f"{RESULTS}/models/{name}/round{t}"
 
 
 def final_checkpoint(name):
+    """The model a row uses: a dense model's final.pt, or a chain's last round."""
+    if pipeline.is_lottery(config, name):
+        return f"{round_dir(name, pipeline.lottery_rounds(config, name))}/final.pt"
     return f"{RESULTS}/models/{name}/final.pt"
 
 
+def member_predictions(member):
+    """A row member's prediction file: the float model's, or its int8 artifact's."""
+    q = "int8/" if member.get("quantized") else ""
+    return f"{RESULTS}/predictions/{member['model']}/{q}{member['head']}/evaluate.h5"
+
+
 def row_predictions(wildcards):
-    return [
-        f"{RESULTS}/predictions/{m['model']}/{m['head']}/evaluate.h5"
-        for m in pipeline.row_members(config, wildcards.row)
-    ]
+    return [member_predictions(m) for m in pipeline.row_members(config, wildcards.row)]
 
 
 def row_sizes(wildcards):
-    models = dict.fromkeys(
-        m["model"] for m in pipeline.row_members(config, wildcards.row)
+    """Size report of each distinct member (an int8 member: its quantize report)."""
+    files = [
+        f"{RESULTS}/sizes/{m['model']}{'.int8' if m.get('quantized') else ''}.json"
+        for m in pipeline.row_members(config, wildcards.row)
+    ]
+    return list(dict.fromkeys(files))
+
+
+# ---- lottery chains and figures
+
+
+def lottery_round_inputs(wildcards):
+    s = pipeline.lottery_settings(config, wildcards.chain)
+    t = int(wildcards.t)
+    chain = s["chain"]  # the winning chain: a control copies its masks
+    inputs = {
+        "train": train_inputs(wildcards),
+        "theta0": f"{RESULTS}/models/{s['base']}/init.pt",
+        **teacher_inputs(wildcards),
+    }
+    if t == 1:
+        inputs["previous"] = f"{RESULTS}/models/{s['base']}/final.pt"
+    else:
+        inputs["previous"] = f"{round_dir(chain, t - 1)}/final.pt"
+        inputs["previous_mask"] = f"{round_dir(chain, t - 1)}/mask.pt"
+    return inputs
+
+
+def previous_mask_arg(wildcards, input):
+    return (
+        f"--previous-mask {input.previous_mask}"
+        if "previous_mask" in input.keys()
+        else ""
     )
-    return [f"{RESULTS}/models/{m}/size.json" for m in models]
+
+
+FIG = f"{RESULTS}/figures"
+
+FIGURES = config["figures"]
+
+
+def chain_head(name):
+    return pipeline.heads_of(config, name)[0]
+
+
+def point_inputs(wildcards):
+    t, chain = int(wildcards.t), wildcards.chain
+    head = chain_head(chain)
+    if t == 0:
+        base = pipeline.lottery_settings(config, chain)["base"]
+        return {
+            "report": f"{FIG}/points/{chain}/round0_report.json",
+            "metrics": f"{RESULTS}/metrics/{base}/{head}/evaluate.json",
+        }
+    return {
+        "report": f"{round_dir(chain, t)}/round.json",
+        "metrics": f"{RESULTS}/metrics/{chain}/round{t}/{head}/evaluate.json",
+    }
+
+
+def point_label(wildcards):
+    s = pipeline.lottery_settings(config, wildcards.chain)
+    return s["control"] or s["strategy"]
+
+
+def figure2_points(wildcards):
+    return [
+        f"{FIG}/points/{chain}/round{t}.json"
+        for chain in FIGURES["figure2"]
+        for t in range(pipeline.lottery_rounds(config, chain) + 1)
+    ]
+
+
+def device_metrics(wildcards):
+    return {
+        label: f"{RESULTS}/metrics/{name}/scene/evaluate.json"
+        for label, name in FIGURES["devices"].items()
+    }
+
+
+def all_figures():
+    out = []
+    if FIGURES["figure2"]:
+        out.append(f"{FIG}/figure2.png")
+    if "figure3" in FIGURES:
+        out.append(f"{FIG}/figure3.png")
+    if FIGURES["devices"]:
+        out.append(f"{FIG}/devices.png")
+        out += [f"{FIG}/confusion/{m}.png" for m in FIGURES["devices"].values()]
+    return out

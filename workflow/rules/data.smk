@@ -10,7 +10,7 @@ if SYNTHETIC:
         benchmark:
             f"{BENCH}/generate_synthetic.tsv"
         conda:
-            "../../envs/cpu.yaml"
+            CONDA_ENV
         resources:
             mem_mb=2000,
             runtime=30,

@@ -3,7 +3,7 @@
 
 rule predict:
     input:
-        model=f"{RESULTS}/models/{{model}}/final.pt",
+        model=lambda w: final_checkpoint(w.model),
         features=lambda w: f"{RESULTS}/features/{model_features(w.model)}/{w.split}/orig.h5",
     output:
         f"{RESULTS}/predictions/{{model}}/{{head}}/{{split}}.h5",
@@ -12,7 +12,7 @@ rule predict:
     benchmark:
         f"{BENCH}/predict/{{model}}_{{head}}_{{split}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -24,17 +24,61 @@ rule predict:
 
 rule size:
     input:
-        f"{RESULTS}/models/{{model}}/final.pt",
+        lambda w: final_checkpoint(w.model),
     output:
-        f"{RESULTS}/models/{{model}}/size.json",
+        f"{RESULTS}/sizes/{{model}}.json",
     log:
         f"{LOGS}/size/{{model}}.log",
     benchmark:
         f"{BENCH}/size/{{model}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
         "acoustic-lottery size {input} --output {output} --no-layers > {log} 2>&1"
+
+
+rule quantize:
+    input:
+        model=lambda w: final_checkpoint(w.model),
+        calibration=lambda w: f"{RESULTS}/features/{model_features(w.model)}/train/orig.h5",
+        float_size=f"{RESULTS}/sizes/{{model}}.json",
+    output:
+        artifact=f"{RESULTS}/models/{{model}}/int8.alot",
+        report=f"{RESULTS}/sizes/{{model}}.int8.json",
+    log:
+        f"{LOGS}/quantize/{{model}}.log",
+    benchmark:
+        f"{BENCH}/quantize/{{model}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "acoustic-lottery quantize --model {input.model} --out {output.artifact}"
+        " --calibration {input.calibration} --float-size {input.float_size}"
+        " --report {output.report} > {log} 2>&1"
+
+
+rule predict_int8:
+    input:
+        model=f"{RESULTS}/models/{{model}}/int8.alot",
+        features=lambda w: f"{RESULTS}/features/{model_features(w.model)}/{w.split}/orig.h5",
+    output:
+        f"{RESULTS}/predictions/{{model}}/int8/{{head}}/{{split}}.h5",
+    log:
+        f"{LOGS}/predict/{{model}}_int8_{{head}}_{{split}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}_int8_{{head}}_{{split}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "acoustic-lottery predict --model {input.model} --features {input.features}"
+        " --head {wildcards.head} --out {output} > {log} 2>&1"

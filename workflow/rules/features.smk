@@ -11,7 +11,7 @@ rule features:
     benchmark:
         f"{BENCH}/features/{{fs}}_{{split}}_orig.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     threads: config["features"]["workers"]
     resources:
         mem_mb=4000,
@@ -39,7 +39,7 @@ rule speccorr_coefficients:
     benchmark:
         f"{BENCH}/features/speccorr_coefficients.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=60,
@@ -60,17 +60,17 @@ rule augment:
         data=dataset_input_train,
         coefficients=lambda w: (
             f"{RESULTS}/features/speccorr_coefficients.npz"
-            if w.copy == "speccorr"
+            if w.kind == "speccorr"
             else []
         ),
     output:
-        f"{RESULTS}/features/{{fs}}/train/{{copy}}.h5",
+        f"{RESULTS}/features/{{fs}}/train/{{kind}}.h5",
     log:
-        f"{LOGS}/features/{{fs}}_train_{{copy}}.log",
+        f"{LOGS}/features/{{fs}}_train_{{kind}}.log",
     benchmark:
-        f"{BENCH}/features/{{fs}}_train_{{copy}}.tsv"
+        f"{BENCH}/features/{{fs}}_train_{{kind}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     threads: config["features"]["workers"]
     resources:
         mem_mb=4000,
@@ -82,12 +82,12 @@ rule augment:
         seed=config["augment"]["seed"],
         batch=config["features"]["batch_size"],
         overrides=lambda w: pipeline.spec_json(config["features"][w.fs]),
-        aug=lambda w: pipeline.spec_json(config["augment"]["params"].get(w.copy, {})),
+        aug=lambda w: pipeline.spec_json(config["augment"]["params"].get(w.kind, {})),
         coefficients=lambda w, input: (
-            f"--coefficients {input.coefficients}" if w.copy == "speccorr" else ""
+            f"--coefficients {input.coefficients}" if w.kind == "speccorr" else ""
         ),
     shell:
-        "acoustic-lottery augment --kind {wildcards.copy} --dataset-root {params.root}"
+        "acoustic-lottery augment --kind {wildcards.kind} --dataset-root {params.root}"
         " --out {output} --feature-set {wildcards.fs} --seconds {params.seconds}"
         " --seed {params.seed} --missing {params.missing} --batch-size {params.batch}"
         " --workers {threads} --params {params.overrides:q} --aug-params {params.aug:q}"

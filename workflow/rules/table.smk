@@ -13,7 +13,7 @@ rule row:
     benchmark:
         f"{BENCH}/table1/{{row}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -31,13 +31,17 @@ rule table:
         expand(f"{RESULTS}/table1/{{row}}.json", row=ROWS),
     output:
         md=f"{RESULTS}/table1.md",
-        csv=f"{RESULTS}/table1.csv",
+        csv=report(
+            f"{RESULTS}/table1.csv",
+            caption="../report/table1.rst",
+            category="Table 1",
+        ),
     log:
         f"{LOGS}/table1/table.log",
     benchmark:
         f"{BENCH}/table1/table.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     resources:
         mem_mb=1000,
         runtime=5,

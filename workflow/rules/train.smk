@@ -1,4 +1,4 @@
-# Training one named model (plain supervised training in this file).
+# Training one named dense model (supervised, or from its teachers).
 
 
 rule train:
@@ -6,22 +6,22 @@ rule train:
         unpack(teacher_inputs),
         train=train_inputs,
     output:
-        final=f"{RESULTS}/models/{{model}}/final.pt",
-        init=f"{RESULTS}/models/{{model}}/init.pt",
-        history=f"{RESULTS}/models/{{model}}/history.csv",
+        final=f"{RESULTS}/models/{{dense}}/final.pt",
+        init=f"{RESULTS}/models/{{dense}}/init.pt",
+        history=f"{RESULTS}/models/{{dense}}/history.csv",
     log:
-        f"{LOGS}/train/{{model}}.log",
+        f"{LOGS}/train/{{dense}}.log",
     benchmark:
-        f"{BENCH}/train/{{model}}.tsv"
+        f"{BENCH}/train/{{dense}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=24 * 60,
     params:
-        spec=lambda w: pipeline.spec_json(pipeline.train_spec(config, w.model)),
-        out_dir=lambda w: model_dir(w.model),
+        spec=lambda w: pipeline.spec_json(pipeline.train_spec(config, w.dense)),
+        out_dir=lambda w: model_dir(w.dense),
         teachers=teacher_args,
     shell:
         "acoustic-lottery train --spec {params.spec:q} --train {input.train}"

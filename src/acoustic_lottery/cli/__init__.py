@@ -22,10 +22,15 @@ GROUPS: tuple[str, ...] = (
     "augment",
     "models",
     "train",
+    "lottery",
+    "progressive",
     "evaluate",
     "figures",
     "onnx",
     "table",
+    "repmobile",
+    "quantize",
+    "efficiency",
 )
 
 

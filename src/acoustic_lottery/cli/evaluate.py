@@ -1,11 +1,17 @@
 """`acoustic-lottery predict` and `acoustic-lottery evaluate`.
 
-    acoustic-lottery predict --model CKPT --features F.h5 --out P.h5
+    acoustic-lottery predict --model CKPT|ARTIFACT --features F.h5 --out P.h5
         [--head scene|super] [--out-super P3.h5] [--batch-size N] [--device cpu|auto|cuda]
+    acoustic-lottery predict --model ARTIFACT CLIP.wav [CLIP.wav ...] [--json R.json]
     acoustic-lottery evaluate --predictions P.h5 --out METRICS.json [--unseen s4,s5,s6]
 
 For an MTL model, --out receives the head named by --head (default scene) and
---out-super the super-class head.
+--out-super the super-class head. --model may be a float checkpoint or an int8 artifact
+of `acoustic-lottery quantize` (told apart by the file's magic bytes, not its name): an
+artifact is evaluated as the int8 model itself. With wav clips instead of --features /
+--out, the artifact alone classifies them (its stored feature settings; a clip at another
+sample rate is an error) and prints per clip the scene, its indoor / outdoor /
+transportation group and the class probabilities.
 """
 
 from __future__ import annotations
@@ -18,11 +24,40 @@ from acoustic_lottery.errors import InputError
 from acoustic_lottery.evaluation.metrics import evaluate_predictions
 from acoustic_lottery.evaluation.predict import predict, read_predictions
 from acoustic_lottery.io import write_json
+from acoustic_lottery.quantization.deploy import (
+    format_clip_predictions,
+    is_artifact,
+    predict_artifact,
+    predict_clips,
+)
 
 __all__ = ["register"]
 
 
+def _run_predict_clips(args: argparse.Namespace) -> int:
+    if args.features is not None or args.out is not None or args.out_super is not None:
+        raise InputError("give either wav clips or --features/--out (a feature file), not both")
+    if not is_artifact(args.model):
+        raise InputError(
+            f"{args.model}: predicting from audio needs an int8 artifact (it stores the "
+            "feature settings); make one with `acoustic-lottery quantize`"
+        )
+    results = predict_clips(args.model, args.clips)
+    print(format_clip_predictions(results))
+    if args.json is not None:
+        write_json(
+            args.json, {"artifact": str(args.model), "clips": [r.to_dict() for r in results]}
+        )
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    if args.clips:
+        return _run_predict_clips(args)
+    if args.features is None or args.out is None:
+        raise InputError("predict: --features and --out are required unless wav clips are given")
+    if args.json is not None:
+        raise InputError("predict: --json reports wav clips; with --features use --out")
     if args.out_super is not None:
         head = args.head or "scene"
         if head == "super":
@@ -32,9 +67,8 @@ def run_predict(args: argparse.Namespace) -> int:
         out = {args.head: args.out}
     else:
         out = args.out
-    results = predict(
-        args.model, args.features, out, batch_size=args.batch_size, device=args.device
-    )
+    run = predict_artifact if is_artifact(args.model) else predict
+    results = run(args.model, args.features, out, batch_size=args.batch_size, device=args.device)
     for head, pred in results.items():
         print(f"{head}: {pred.n} clips, {pred.probs.shape[1]} classes")
     return 0
@@ -58,13 +92,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `predict` and `evaluate` verbs."""
     p = subparsers.add_parser(
         "predict",
-        help="model + features -> prediction file(s)",
-        description="Run a checkpoint over a feature file (eval mode, full-length clips) and "
-        "write class probabilities per head.",
+        help="model + features -> prediction file(s); int8 artifact + wav clips -> scenes",
+        description="Run a checkpoint or an int8 artifact over a feature file (eval mode, "
+        "full-length clips) and write class probabilities per head; or classify wav clips "
+        "with an artifact alone.",
     )
-    p.add_argument("--model", required=True, type=Path, metavar="CKPT")
-    p.add_argument("--features", required=True, type=Path, metavar="F.h5")
-    p.add_argument("--out", required=True, type=Path, metavar="P.h5")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        metavar="CKPT|ARTIFACT",
+        help="float checkpoint or int8 artifact (detected by content)",
+    )
+    p.add_argument(
+        "clips",
+        nargs="*",
+        type=Path,
+        metavar="CLIP.wav",
+        help="wav files to classify with an artifact (then no --features / --out)",
+    )
+    p.add_argument("--features", type=Path, metavar="F.h5")
+    p.add_argument("--out", type=Path, metavar="P.h5")
     p.add_argument(
         "--head",
         choices=("scene", "super"),
@@ -78,6 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
+    p.add_argument(
+        "--json", type=Path, metavar="R.json", help="wav clips: also write the results as JSON"
+    )
     p.set_defaults(func=run_predict)
 
     e = subparsers.add_parser(

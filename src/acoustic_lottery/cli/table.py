@@ -34,6 +34,19 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_table(args: argparse.Namespace) -> int:
+    from acoustic_lottery.cli.figures import parse_named_paths
+    from acoustic_lottery.reporting.device_plots import device_bars
+    from acoustic_lottery.reporting.device_table import device_table
+
+    named = parse_named_paths(args.metrics)
+    result = device_table(named, args.out_md)
+    if args.out_png is not None:
+        device_bars(named, args.out_png, title="Accuracy per device")
+    print(Path(result["out"]).read_text(encoding="utf-8"))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
     p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
@@ -60,3 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out-md", type=Path, required=True)
     t.add_argument("--out-csv", type=Path, required=True)
     t.set_defaults(func=_table)
+
+    d = sub.add_parser("device-table", help="per-device accuracy of models as Markdown (+ bars)")
+    d.add_argument("--metrics", nargs="+", required=True, metavar="NAME=PATH")
+    d.add_argument("--out-md", type=Path, required=True)
+    d.add_argument("--out-png", type=Path, help="also draw the per-device bars here")
+    d.set_defaults(func=_device_table)

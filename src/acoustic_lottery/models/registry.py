@@ -16,6 +16,7 @@ from acoustic_lottery.models.baseline import build_baseline
 from acoustic_lottery.models.fcnn import build_fcnn
 from acoustic_lottery.models.heads import HeadedModel, init_weights, resolve_heads
 from acoustic_lottery.models.inception import build_lic, build_sic
+from acoustic_lottery.models.repmobile import build_repmobile_deploy, build_repmobile_train
 from acoustic_lottery.models.resnet import build_resnet
 
 Builder = Callable[[Sequence[tuple[str, int]], float, int], HeadedModel]
@@ -26,6 +27,8 @@ _BUILDERS: dict[str, Builder] = {
     "lic": build_lic,
     "fcnn": build_fcnn,
     "resnet": build_resnet,
+    "repmobile": build_repmobile_train,  # multi-branch training form
+    "repmobile_deploy": build_repmobile_deploy,  # re-parameterized (folded) form
 }
 ARCHS: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -27,10 +27,10 @@ random position (8.6 bits at 99.3 %). Each tensor gets the smallest encoding.
 Why the size differs from the DCASE figure: the rule counts parameter values only. The
 file also holds the positions of the non-zeros (masks), the per-channel scales and the
 manifest. `save_artifact` returns the breakdown. Dense models land within a few per cent of
-the DCASE figure (SIC: 131.9 KB file for 124.4 KB); at 99.3 % sparsity the positions
-(about 1.1 bytes per non-zero, the entropy floor being 1.07) and the scales (4 bytes per
-non-empty channel) cost as much as the int8 values themselves (SIC: 6.3 KB file for
-2.8 KB), an overhead the DCASE rule does not see.
+the DCASE figure (SIC: 132,134 B file for 127,508 B, 1.036 x); at 99.3 % sparsity the
+positions (about 1 byte per non-zero, at the entropy floor of random positions) and the
+scales (4 bytes per non-empty channel) cost as much as the int8 values themselves (SIC:
+6,589 B file for 2,845 B), an overhead the DCASE rule does not see (docs/quantization.md).
 
 Safety: reading never executes anything from the file (no pickle, no torch.load): a fixed
 header, JSON and raw little-endian arrays. Every inconsistency (truncation, wrong magic,

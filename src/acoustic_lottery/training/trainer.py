@@ -290,7 +290,7 @@ def _mask_grads(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
 # ---------------------------------------------------------------------- fingerprint
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
     """sha256 of nested dicts/lists/tensors (order-independent for dict keys)."""
     h = hashlib.sha256()
 
@@ -317,7 +317,7 @@ def _digest(obj: Any) -> str:
     return h.hexdigest()
 
 
-def _file_id(path: Path) -> dict[str, Any]:
+def file_id(path: Path) -> dict[str, Any]:
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -535,11 +535,11 @@ def _run(
 
     fingerprint = {
         "spec": spec.to_dict(),
-        "train_files": [_file_id(p) for p in data.files],
-        "teachers": {h: _file_id(Path(p)) for h, p in sorted(teachers.items())},
-        "mask": _digest(mask) if mask else None,
-        "init_state": _digest(_state_dict_of(init_state)) if init_state is not None else None,
-        "optimizer_state": _digest(optimizer_state) if optimizer_state is not None else None,
+        "train_files": [file_id(p) for p in data.files],
+        "teachers": {h: file_id(Path(p)) for h, p in sorted(teachers.items())},
+        "mask": digest(mask) if mask else None,
+        "init_state": digest(_state_dict_of(init_state)) if init_state is not None else None,
+        "optimizer_state": digest(optimizer_state) if optimizer_state is not None else None,
         "start_step": start_step,
     }
     meta_base = {"feature_set": spec.feature_set, "spec": spec.to_dict()}

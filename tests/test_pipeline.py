@@ -1,0 +1,96 @@
+"""Configuration -> job parameters: lottery chains, their rounds and controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from acoustic_lottery import pipeline
+from acoustic_lottery.configuration import validate_config
+from acoustic_lottery.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+def config(models: dict, **extra) -> dict:
+    raw = {
+        "dataset": {"name": "t", "kind": "synthetic", "path": "data/t"},
+        "models": {"sic": {"arch": "sic"}, "lic": {"arch": "lic"}, **models},
+        **extra,
+    }
+    return validate_config(raw, SCHEMA)
+
+
+def test_the_report_preset_reaches_99_33_percent_in_two_rounds():
+    cfg = config({"sic_lth": {"arch": "sic", "lottery": {"base": "sic"}}})
+    s = pipeline.lottery_settings(cfg, "sic_lth")
+    assert s["rounds"] == 2 and s["strategy"] == "small_weights" and s["scope"] == "all"
+    assert 1 - (1 - s["rate"]) ** 2 == pytest.approx(0.9933)
+    assert pipeline.lottery_rounds(cfg, "sic_lth") == 2
+    assert s["base"] == "sic" and s["control"] is None and s["chain"] == "sic_lth"
+
+
+def test_a_per_round_setting_changes_that_round_only():
+    lot = {"base": "sic", "rounds": 5, "rate": 0.5, "per_round": {3: {"rate": 0.3}}}
+    cfg = config({"c": {"arch": "sic", "lottery": lot}})
+    rates = [pipeline.round_settings(cfg, "c", t)["rate"] for t in range(1, 6)]
+    assert rates == [0.5, 0.5, 0.3, 0.5, 0.5]
+    assert "--rate 0.3" in pipeline.round_args(pipeline.round_settings(cfg, "c", 3))
+    with pytest.raises(InputError, match="outside 1..5"):
+        pipeline.round_settings(cfg, "c", 6)
+
+
+def test_a_per_round_key_outside_the_chain_is_an_error():
+    lot = {"base": "sic", "rounds": 2, "rate": 0.5, "per_round": {7: {"rate": 0.3}}}
+    cfg = config({"c": {"arch": "sic", "lottery": lot}})
+    with pytest.raises(InputError, match=r"per_round: round\(s\) \['7'\]"):
+        pipeline.round_settings(cfg, "c", 1)
+
+
+def test_a_control_copies_its_chain_and_adds_the_control():
+    cfg = config(
+        {
+            "win": {"arch": "sic", "lottery": {"base": "sic", "strategy": "large_final"}},
+            "ctl": {"arch": "sic", "lottery": {"control_of": "win", "control": "random_mask"}},
+        }
+    )
+    win, ctl = pipeline.lottery_settings(cfg, "win"), pipeline.lottery_settings(cfg, "ctl")
+    assert ctl["control"] == "random_mask" and ctl["chain"] == "win"
+    assert {k: ctl[k] for k in pipeline.ROUND_KEYS} == {k: win[k] for k in pipeline.ROUND_KEYS}
+    assert "--control random_mask" in pipeline.round_args(pipeline.round_settings(cfg, "ctl", 1))
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ({"c": {"arch": "lic", "lottery": {"base": "sic"}}}, "arch is 'lic' but its lottery base"),
+        ({"c": {"arch": "sic", "lottery": {"rounds": 2}}}, "lottery.base: name the dense model"),
+        (
+            {"c": {"arch": "sic", "lottery": {"control": "random_mask"}}},
+            "control needs control_of",
+        ),
+        (
+            {"c": {"arch": "sic", "lottery": {"control_of": "sic", "control": "random_mask"}}},
+            "'sic' is not a winning lottery chain",
+        ),
+    ],
+)
+def test_inconsistent_chains_are_errors_naming_the_key(models, message):
+    cfg = config(models)
+    with pytest.raises(InputError, match=message):
+        pipeline.lottery_settings(cfg, "c")
+
+
+def test_the_shipped_configs_resolve():
+    for path in (ROOT / "config.yaml", ROOT / "tests/workflow/tiny_config.yaml"):
+        cfg = validate_config(yaml.safe_load(path.read_text()), SCHEMA)
+        for name in cfg["models"]:
+            if pipeline.is_lottery(cfg, name):
+                s = pipeline.lottery_settings(cfg, name)
+                for t in range(1, s["rounds"] + 1):
+                    assert pipeline.round_settings(cfg, name, t)["round"] == t
+            else:
+                assert pipeline.train_spec(cfg, name)["arch"] == cfg["models"][name]["arch"]
