@@ -30,6 +30,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/table.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/efficiency.smk"
+include: "workflow/rules/onnx.smk"
 
 
 rule all:
@@ -38,3 +39,4 @@ rule all:
         f"{RESULTS}/table1.md",
         all_figures(),
         EFFICIENCY.targets(),
+        ONNX_TABLE,

@@ -74,10 +74,13 @@ def test_model_training_override_keys_are_checked():
         validate_config(cfg, SCHEMA)
 
 
-def test_row_names_are_restricted_to_table1():
+@pytest.mark.parametrize(
+    ("section", "key"), [("table1", "23"), ("table1", "row3"), ("systems", "e")]
+)
+def test_row_keys_are_restricted_to_table1(section, key):
     cfg = minimal()
-    cfg["table1"] = {"row23": {"members": [{"model": "m"}]}}
-    with pytest.raises(InputError, match=r"table1"):
+    cfg[section] = {key: {"members": [{"model": "m"}]}}
+    with pytest.raises(InputError, match=section):
         validate_config(cfg, SCHEMA)
 
 

@@ -94,3 +94,20 @@ def test_the_shipped_configs_resolve():
                     assert pipeline.round_settings(cfg, name, t)["round"] == t
             else:
                 assert pipeline.train_spec(cfg, name)["arch"] == cfg["models"][name]["arch"]
+
+
+def test_rows_and_systems_are_named_after_their_result_files():
+    member = {"members": [{"model": "sic"}]}
+    cfg = config({}, table1={"3": member, "12": member}, systems={"d": member})
+    rows = pipeline.table_rows(cfg)
+    assert sorted(rows, key=pipeline.row_order) == ["row3", "row12", "systemd"]
+    assert pipeline.row_config_key("row12") == "table1.12"
+    assert pipeline.row_config_key("systemd") == "systems.d"
+    assert pipeline.row_spec(cfg, "systemd")["system"] == "d"
+
+
+def test_an_unquoted_row_number_is_an_error_that_says_to_quote_it():
+    # YAML reads `3:` as an int; DVC would silently drop that stage.
+    cfg = config({}, table1={3: {"members": [{"model": "sic"}]}})
+    with pytest.raises(InputError, match=r'table1: key 3 must be a quoted string \("3"'):
+        pipeline.table_rows(cfg)

@@ -44,9 +44,10 @@ def test_int8_is_a_quarter_of_float32(shipped):
 
 
 def test_a_row_over_budget_names_each_member(shipped):
-    cfg = dict(shipped, table1={"row6": dict(shipped["table1"]["row6"], over_budget_ok=False)})
+    row6 = dict(shipped["table1"]["6"], over_budget_ok=False)
+    cfg = dict(shipped, table1={"6": row6}, systems={})
     with pytest.raises(InputError) as err:
         check_row_budgets(cfg)
     text = str(err.value)
-    assert "table1.row6" in text and "sic 503.00 KB" in text and "sic3 500.7" in text
+    assert "table1.6" in text and "sic 503.00 KB" in text and "sic3 500.7" in text
     assert "128 KB budget" in text

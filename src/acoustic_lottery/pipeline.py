@@ -73,6 +73,29 @@ def heads_of(config: dict, name: str) -> list[str]:
     return ["scene", "super"] if task == "mtl" else [task]
 
 
+def table_rows(config: dict) -> dict[str, dict]:
+    """Every system to build, by row name: `rowN` from `table1."N"`, `systemX` from
+    `systems.X`. The names are those of the result files (results/<ds>/table1/rowN.json);
+    the config keys are those of the DVC stages (table1@N, system@X)."""
+    rows: dict[str, dict] = {}
+    for section, prefix in (("table1", "row"), ("systems", "system")):
+        for key, row in (config.get(section) or {}).items():
+            if not isinstance(key, str):
+                raise InputError(
+                    f"config: {section}: key {key!r} must be a quoted string "
+                    f'("{key}": ...): DVC drops unquoted numeric keys from its stage list'
+                )
+            rows[prefix + key] = row
+    return rows
+
+
+def row_config_key(row_name: str) -> str:
+    """Where a row lives in the config: `rowN` -> `table1.N`, `systemX` -> `systems.X`."""
+    if row_name.startswith("system"):
+        return "systems." + row_name.removeprefix("system")
+    return "table1." + row_name.removeprefix("row")
+
+
 def row_index(row_name: str) -> int | None:
     """Table 1 index of `rowN`; None for a submitted system (`systema` .. `systemd`)."""
     return None if row_name.startswith("system") else int(row_name.removeprefix("row"))
@@ -86,12 +109,12 @@ def row_order(row_name: str) -> tuple[int, int, str]:
 
 def row_members(config: dict, row_name: str) -> list[dict]:
     """Members of a Table 1 row, each checked against its model's heads."""
-    row = config["table1"][row_name]
+    row = table_rows(config)[row_name]
     for i, member in enumerate(row["members"]):
         heads = heads_of(config, member["model"])
         if member["head"] not in heads:
             raise InputError(
-                f"config: table1.{row_name}.members[{i}]: model '{member['model']}' has "
+                f"config: {row_config_key(row_name)}.members[{i}]: model '{member['model']}' has "
                 f"head(s) {heads}, not '{member['head']}'"
             )
     return row["members"]
@@ -99,7 +122,7 @@ def row_members(config: dict, row_name: str) -> list[dict]:
 
 def row_flags(config: dict, row_name: str) -> dict[str, bool]:
     """What a row actually uses, derived from its configuration (not copied from the paper)."""
-    row = config["table1"][row_name]
+    row = table_rows(config)[row_name]
     models = [model_config(config, m["model"]) for m in row["members"]]
     return {
         "tsl": any(m.get("teacher") for m in models),
@@ -113,7 +136,7 @@ def row_flags(config: dict, row_name: str) -> dict[str, bool]:
 
 def row_spec(config: dict, row_name: str) -> dict:
     """Everything the row job needs besides its input files, as one JSON-able dict."""
-    row = config["table1"][row_name]
+    row = table_rows(config)[row_name]
     return {
         "name": row_name,
         "index": row_index(row_name),

@@ -47,7 +47,7 @@ def check_row_budgets(config: dict) -> dict[str, float]:
     """Planned size of every Table 1 row; a row over budget_kb without over_budget_ok is an
     InputError naming each member's size."""
     out = {}
-    for row_name, row in config.get("table1", {}).items():
+    for row_name, row in pipeline.table_rows(config).items():
         sizes: dict[str, float] = {}
         for member in pipeline.row_members(config, row_name):
             key = member["model"] + (" (int8)" if member.get("quantized") else "")
@@ -56,11 +56,11 @@ def check_row_budgets(config: dict) -> dict[str, float]:
         if dtype == "float16":
             sizes = {k: v / 2 for k, v in sizes.items()}
         if row.get("over_budget_ok", False):  # the row report says it is over budget
-            out[row_name] = system_size_kb(sizes, f"table1.{row_name}")
+            out[row_name] = system_size_kb(sizes, pipeline.row_config_key(row_name))
             continue
         try:
             out[row_name] = check_budget(
-                f"table1.{row_name}", sizes, budget_kb=config.get("budget_kb", 128)
+                pipeline.row_config_key(row_name), sizes, budget_kb=config.get("budget_kb", 128)
             )
         except InputError as exc:
             raise InputError(f"config: {exc} (sizes planned from the configuration)") from None

@@ -26,7 +26,7 @@ TINY = Path(__file__).with_name("tiny_config.yaml")
 # SIC (the row reproduced alone); the figures still need the lottery chain, cut to two
 # rounds. That keeps the DAG near 30 jobs; the plumbing under test is the same for
 # every row. (A row on a shortened chain could fail the size budget: none is kept.)
-ROWS = ("row0", "row3")
+ROWS = ("0", "3")  # table1 keys
 MAX_ROUNDS = 2
 
 
@@ -75,8 +75,9 @@ def nothing_to_do(repo: Path) -> bool:
 def trimmed_config() -> dict:
     """The tiny config with fewer rows and lottery rounds (same stages, shorter DAG)."""
     cfg = yaml.safe_load(TINY.read_text())
-    assert {"row0", "row3"} <= set(cfg["table1"]), "tiny_config.yaml must keep rows 0 and 3"
+    assert set(ROWS) <= set(cfg["table1"]), "tiny_config.yaml must keep rows 0 and 3"
     cfg["table1"] = {k: v for k, v in cfg["table1"].items() if k in ROWS}
+    cfg["systems"] = {}
     for spec in cfg["models"].values():
         lottery = spec.get("lottery") or {}
         if "rounds" in lottery:
@@ -121,8 +122,8 @@ def repo(tmp_path_factory, cfg) -> Path:
 
 @pytest.fixture(scope="module")
 def row3(repo) -> dict:
-    """`dvc repro 'table1@row3'` on the clean tree: what it built, what DVC then says."""
-    run(repo, "dvc", "repro", "table1@row3")
+    """`dvc repro 'table1@3'` on the clean tree: what it built, what DVC then says."""
+    run(repo, "dvc", "repro", "table1@3")
     results = repo / "results/tiny"
     return {
         "models": sorted(p.name for p in (results / "models").iterdir()),
@@ -156,6 +157,21 @@ def clone(pushed, repo) -> Path:
     return clone
 
 
+def test_shipped_config_has_a_stage_per_table1_row_and_system(tmp_path):
+    """The published table: table1@0 .. table1@22 and system@a .. system@d."""
+    repo = tmp_path / "shipped"
+    repo.mkdir()
+    for name in ("dvc.yaml", "config.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    names = set(run(repo, "dvc", "stage", "list", "--name-only").stdout.split())
+    rows = {f"table1@{i}" for i in range(23)}
+    systems = {f"system@{x}" for x in "abcd"}
+    assert rows | systems <= names
+    assert {n for n in names if n.startswith(("table1@", "system@"))} == rows | systems
+
+
 def test_one_stage_per_row(repo, cfg):
     names = run(repo, "dvc", "stage", "list", "--name-only").stdout.split()
     rows = {f"table1@{row}" for row in cfg["table1"]}
@@ -167,8 +183,8 @@ def test_one_stage_per_row(repo, cfg):
 @pytest.mark.slow
 def test_repro_of_one_row_builds_only_that_row(row3, cfg):
     assert row3["rows"] == ["row3.json"]
-    assert row3["models"] == sorted(models_of(cfg, "row3"))
-    assert not models_of(cfg, "row0") & set(row3["models"])  # the baseline was not trained
+    assert row3["models"] == sorted(models_of(cfg, "3"))
+    assert not models_of(cfg, "0") & set(row3["models"])  # the baseline was not trained
     assert row3["exists"] == {
         "features/lmfb": True,
         "features/baseline": False,  # row 0's own features
@@ -176,8 +192,8 @@ def test_repro_of_one_row_builds_only_that_row(row3, cfg):
         "figures": False,
     }
     # DVC agrees: the data set and row 3 are up to date, the rest still to do.
-    assert "dataset" not in row3["status"] and "table1@row3" not in row3["status"]
-    assert {"pipeline", "table1@row0"} <= set(row3["status"])
+    assert "dataset" not in row3["status"] and "table1@3" not in row3["status"]
+    assert {"pipeline", "table1@0"} <= set(row3["status"])
 
 
 @pytest.mark.slow
@@ -190,7 +206,7 @@ def test_full_repro_leaves_dvc_and_snakemake_with_nothing_to_do(pushed):
 def test_fresh_clone_after_make_pull_is_complete_and_up_to_date(clone, repo, cfg):
     assert dvc_status(clone) == {}
     assert nothing_to_do(clone)
-    for rel in [f"results/tiny/table1/{row}.json" for row in cfg["table1"]] + [
+    for rel in [f"results/tiny/table1/row{row}.json" for row in cfg["table1"]] + [
         "results/tiny/models/sic/final.pt",
         "results/tiny/table1.md",
     ]:
@@ -210,7 +226,7 @@ def test_metrics_show_reads_the_rows(clone, cfg):
     shown = json.loads(run(clone, "dvc", "metrics", "show", "--json").stdout)
     (workspace,) = shown.values()
     for row in cfg["table1"]:
-        path = f"results/tiny/table1/{row}.json"
+        path = f"results/tiny/table1/row{row}.json"
         values = workspace["data"][path]["data"]
         assert _within(values, json.loads((clone / path).read_text()))
         assert "accuracy" in json.dumps(values)

@@ -96,6 +96,21 @@ def test_figures_and_the_device_table_are_drawn(tiny_run):
 
 
 @pytest.mark.slow
+def test_onnx_int8_is_compared_with_the_pytorch_int8_evaluation(tiny_run):
+    onnx = tiny_run / "results/tiny/onnx"
+    compare = json.loads((onnx / "sic/compare.json").read_text())
+    quant = json.loads((onnx / "sic/quantize.json").read_text())
+    scene = compare["heads"]["scene"]
+    assert scene["n"] > 0 and 0 <= scene["argmax_agreement"] <= 1
+    assert scene["difference_points"] == pytest.approx(
+        scene["onnx_int8_accuracy"] - scene["torch_int8_accuracy"]
+    )
+    assert quant["n_calibration"] == 32 and quant["file_bytes"] < quant["float_bytes"]
+    table = (tiny_run / "results/tiny/onnx.md").read_text()
+    assert f"| sic | scene | {scene['n']} | {scene['torch_int8_accuracy']:.2f} |" in table
+
+
+@pytest.mark.slow
 def test_every_job_leaves_a_log_and_a_benchmark(tiny_run):
     logs = list((tiny_run / "logs/tiny").rglob("*.log"))
     benches = list((tiny_run / "benchmarks/snakemake/tiny").rglob("*.tsv"))
@@ -168,11 +183,11 @@ def test_dry_run_chains_the_five_lottery_rounds(tmp_path):
 
 def test_a_row_over_budget_stops_the_dag_naming_each_member(tmp_path):
     cfg = TINY.read_text().replace(
-        "  row3: {members: [{model: sic}], over_budget_ok: true}",
-        "  row3: {members: [{model: sic}]}",
+        '  "3": {members: [{model: sic}], over_budget_ok: true}',
+        '  "3": {members: [{model: sic}]}',
     )
     (tmp_path / "config.yaml").write_text(cfg)
     proc = snakemake(tmp_path, "-n", "--cores", "1", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "table1.row3" in out and "128 KB budget" in out and "sic 503.00 KB" in out
+    assert "table1.3" in out and "128 KB budget" in out and "sic 503.00 KB" in out

@@ -17,7 +17,7 @@ MODELS = sorted(config["models"])
 CHAINS = [m for m in MODELS if pipeline.is_lottery(config, m)]
 PROGRESSIVE = [m for m in MODELS if pipeline.is_progressive(config, m)]
 DENSE = [m for m in MODELS if m not in CHAINS and m not in PROGRESSIVE]
-ROWS = sorted(config["table1"], key=pipeline.row_order)
+ROWS = sorted(pipeline.table_rows(config), key=pipeline.row_order)
 
 
 def _alternatives(names):

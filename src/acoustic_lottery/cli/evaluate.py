@@ -22,19 +22,19 @@ from pathlib import Path
 from acoustic_lottery import labels
 from acoustic_lottery.errors import InputError
 from acoustic_lottery.evaluation.metrics import evaluate_predictions
-from acoustic_lottery.evaluation.predict import predict, read_predictions
+from acoustic_lottery.evaluation.predict import read_predictions
 from acoustic_lottery.io import write_json
-from acoustic_lottery.quantization.deploy import (
-    format_clip_predictions,
-    is_artifact,
-    predict_artifact,
-    predict_clips,
-)
 
 __all__ = ["register"]
 
 
 def _run_predict_clips(args: argparse.Namespace) -> int:
+    from acoustic_lottery.quantization.deploy import (
+        format_clip_predictions,
+        is_artifact,
+        predict_clips,
+    )
+
     if args.features is not None or args.out is not None or args.out_super is not None:
         raise InputError("give either wav clips or --features/--out (a feature file), not both")
     if not is_artifact(args.model):
@@ -67,6 +67,9 @@ def run_predict(args: argparse.Namespace) -> int:
         out = {args.head: args.out}
     else:
         out = args.out
+    from acoustic_lottery.evaluation.predict import predict
+    from acoustic_lottery.quantization.deploy import is_artifact, predict_artifact
+
     run = predict_artifact if is_artifact(args.model) else predict
     results = run(args.model, args.features, out, batch_size=args.batch_size, device=args.device)
     for head, pred in results.items():

@@ -14,18 +14,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-import torch
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.features.store import read_features
 from acoustic_lottery.io import atomic_path, progress
 from acoustic_lottery.labels import class_names as task_class_names
-from acoustic_lottery.models.checkpoint import load_model
-from acoustic_lottery.models.heads import split_heads
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (and the feature store's pandas) are imported by the functions that run a model:
+# reading and writing prediction files, which fusion, ensembles and `evaluate` do in
+# hundreds of short jobs, should not pay seconds of imports.
 
 __all__ = [
     "Predictions",
@@ -166,6 +169,8 @@ def read_predictions(path: str | os.PathLike[str]) -> Predictions:
 
 def resolve_device(name: str) -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available, else CPU) -> torch.device."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -191,6 +196,12 @@ def predict(
     head -> path (any non-empty subset of the heads). Inputs are full length (no crop),
     the model in eval mode. Returns head -> Predictions as written.
     """
+    import torch
+
+    from acoustic_lottery.features.store import read_features
+    from acoustic_lottery.models.checkpoint import load_model
+    from acoustic_lottery.models.heads import split_heads
+
     checkpoint, features = Path(checkpoint), Path(features)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"predict: batch_size must be an integer >= 1, found {batch_size!r}")

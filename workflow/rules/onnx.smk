@@ -1,0 +1,102 @@
+# ONNX: float export, onnxruntime static int8 (QDQ) calibrated on training clips, and the
+# int8 accuracy of onnxruntime against the PyTorch int8 evaluation (config `onnx`).
+
+ONNX_MODELS = config["onnx"]["models"]
+ONNX_TABLE = [f"{RESULTS}/onnx.md"] if ONNX_MODELS else []
+
+
+rule export_onnx:
+    input:
+        lambda w: final_checkpoint(w.model),
+    output:
+        model=f"{RESULTS}/onnx/{{model}}/float.onnx",
+        report=f"{RESULTS}/onnx/{{model}}/export.json",
+    log:
+        f"{LOGS}/onnx/{{model}}_export.log",
+    benchmark:
+        f"{BENCH}/onnx/{{model}}_export.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "acoustic-lottery export-onnx --model {input} --out {output.model}"
+        " --report {output.report} > {log} 2>&1"
+
+
+rule quantize_onnx:
+    input:
+        model=f"{RESULTS}/onnx/{{model}}/float.onnx",
+        calibration=lambda w: f"{RESULTS}/features/{model_features(w.model)}/train/orig.h5",
+    output:
+        model=f"{RESULTS}/onnx/{{model}}/int8.onnx",
+        report=f"{RESULTS}/onnx/{{model}}/quantize.json",
+    log:
+        f"{LOGS}/onnx/{{model}}_quantize.log",
+    benchmark:
+        f"{BENCH}/onnx/{{model}}_quantize.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        clips=config["onnx"]["calibration_clips"],
+        seed=config["training"]["seed"],
+    shell:
+        "acoustic-lottery quantize-onnx --model {input.model} --calibration {input.calibration}"
+        " --out {output.model} --max-clips {params.clips} --seed {params.seed}"
+        " --report {output.report} > {log} 2>&1"
+
+
+rule compare_onnx:
+    input:
+        checkpoint=lambda w: final_checkpoint(w.model),
+        model=f"{RESULTS}/onnx/{{model}}/int8.onnx",
+        features=lambda w: f"{RESULTS}/features/{model_features(w.model)}/evaluate/orig.h5",
+    output:
+        f"{RESULTS}/onnx/{{model}}/compare.json",
+    log:
+        f"{LOGS}/onnx/{{model}}_compare.log",
+    benchmark:
+        f"{BENCH}/onnx/{{model}}_compare.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        tolerance=config["onnx"]["tolerance_points"],
+    shell:
+        "acoustic-lottery compare-onnx --model {input.checkpoint} --onnx {input.model}"
+        " --features {input.features} --out {output} --tolerance {params.tolerance}"
+        " --record-only > {log} 2>&1"
+
+
+rule onnx_table:
+    input:
+        compare=expand(f"{RESULTS}/onnx/{{model}}/compare.json", model=ONNX_MODELS),
+        quantize=expand(f"{RESULTS}/onnx/{{model}}/quantize.json", model=ONNX_MODELS),
+    output:
+        report(
+            f"{RESULTS}/onnx.md",
+            caption="../report/onnx.rst",
+            category="Quantization",
+        ),
+    log:
+        f"{LOGS}/onnx/table.log",
+    benchmark:
+        f"{BENCH}/onnx/table.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        models=lambda w, input: " ".join(
+            f"--model {m} {c} {q}"
+            for m, c, q in zip(ONNX_MODELS, input.compare, input.quantize)
+        ),
+    shell:
+        "acoustic-lottery onnx-table {params.models} --out-md {output} > {log} 2>&1"
