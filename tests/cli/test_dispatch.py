@@ -21,7 +21,7 @@ def test_the_verb_map_names_every_verb_of_every_module():
     assert found == VERB_GROUPS
 
 
-@pytest.mark.parametrize("verb", ["evaluate", "row", "table", "efficiency-system"])
+@pytest.mark.parametrize("verb", ["evaluate", "row", "table", "onnx-table", "efficiency-system"])
 def test_light_verbs_do_not_import_torch(verb):
     # Hundreds of evaluate / row jobs each paid torch's import before the dispatch.
     code = (

@@ -10,8 +10,6 @@
         [--head scene|super] [--out-super P3.h5] [--threads N] [--batch-size N]
     acoustic-lottery compare-onnx --model CKPT --onnx F.int8.onnx --features F.h5
         --out C.json [--tolerance 0.5] [--threads N] [--batch-size N] [--record-only]
-    acoustic-lottery onnx-table --model NAME COMPARE.json QUANTIZE.json [--model ...]
-        --out-md T.md
 
 Calibration reads only `--max-clips` clips (seeded draw) of the feature file, so a whole
 training split never has to fit in memory. predict-onnx writes the same prediction files
@@ -38,7 +36,6 @@ from acoustic_lottery.quantization.onnx_export import (
     read_feature_rows,
     read_onnx_metadata,
 )
-from acoustic_lottery.reporting.onnx_table import onnx_table
 
 __all__ = ["register"]
 
@@ -127,17 +124,6 @@ def run_compare(args: argparse.Namespace) -> int:
             f"(n {r['n']})"
         )
     return 0 if result["within_tolerance"] or args.record_only else 1
-
-
-def run_table(args: argparse.Namespace) -> int:
-    reports = {}
-    for name, compare, quantize in args.model:
-        if name in reports:
-            raise InputError(f"onnx-table: model {name!r} given twice")
-        reports[name] = (Path(compare), Path(quantize))
-    onnx_table(reports, args.out_md)
-    print(Path(args.out_md).read_text(encoding="utf-8"), end="")
-    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -244,19 +230,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exit 0 whatever the difference (the report's within_tolerance says it)",
     )
     p.set_defaults(func=run_compare)
-
-    p = subparsers.add_parser(
-        "onnx-table",
-        help="compare-onnx and quantize-onnx reports of several models as Markdown",
-        description="One line per model and head: PyTorch int8 vs ONNX int8 accuracy, "
-        "the difference, top-1 agreement and the float / int8 ONNX file sizes.",
-    )
-    p.add_argument(
-        "--model",
-        nargs=3,
-        action="append",
-        required=True,
-        metavar=("NAME", "COMPARE.json", "QUANTIZE.json"),
-    )
-    p.add_argument("--out-md", required=True, type=Path, metavar="T.md")
-    p.set_defaults(func=run_table)

@@ -1,4 +1,5 @@
-"""Verbs `row` and `table`: Table 1 rows from prediction files, and the whole table."""
+"""Verbs `row`, `table`, `device-table` and `onnx-table`: Table 1 rows from prediction
+files, the whole table, and the Markdown tables beside it (none imports torch)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def _device_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onnx_table(args: argparse.Namespace) -> int:
+    from acoustic_lottery.reporting.onnx_table import onnx_table
+
+    reports = {}
+    for name, compare, quantize in args.model:
+        if name in reports:
+            raise InputError(f"onnx-table: model {name!r} given twice")
+        reports[name] = (Path(compare), Path(quantize))
+    onnx_table(reports, args.out_md)
+    print(Path(args.out_md).read_text(encoding="utf-8"), end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
     p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
@@ -79,3 +93,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out-md", type=Path, required=True)
     d.add_argument("--out-png", type=Path, help="also draw the per-device bars here")
     d.set_defaults(func=_device_table)
+
+    o = sub.add_parser(
+        "onnx-table",
+        help="compare-onnx and quantize-onnx reports of several models as Markdown",
+        description="One line per model and head: PyTorch int8 vs ONNX int8 accuracy, "
+        "the difference, top-1 agreement and the float / int8 ONNX file sizes.",
+    )
+    o.add_argument(
+        "--model",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "COMPARE.json", "QUANTIZE.json"),
+    )
+    o.add_argument("--out-md", type=Path, required=True, metavar="T.md")
+    o.set_defaults(func=_onnx_table)
