@@ -89,3 +89,82 @@ def test_input_is_not_modified_and_merge_overrides():
     validate_config(cfg, SCHEMA)
     assert "training" not in cfg
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def with_models(**models: dict) -> dict:
+    cfg = minimal()
+    cfg["models"] = models
+    return cfg
+
+
+def test_two_model_teacher_cycle_is_named_in_order():
+    cfg = with_models(a={"arch": "sic", "teacher": "b"}, b={"arch": "lic", "teacher": "a"})
+    msg = r"^config: models\.a\.teacher -> b -> a forms a cycle; "
+    msg += r"a model cannot \(indirectly\) teach itself$"
+    with pytest.raises(InputError, match=msg):
+        validate_config(cfg, SCHEMA)
+
+
+def test_three_model_cycle_starts_at_the_first_model_in_the_config():
+    cfg = with_models(
+        x={"arch": "sic", "teacher": "b"},  # leads into the cycle, is not part of it
+        c={"arch": "sic", "teacher": "a"},
+        a={"arch": "lic", "teacher": "b"},
+        b={"arch": "resnet", "teacher": "c"},
+    )
+    with pytest.raises(InputError, match=r"^config: models\.c\.teacher -> a -> b -> c forms"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_cycle_through_a_multi_task_teacher_names_each_key():
+    cfg = with_models(
+        x={"arch": "sic"},  # not in the cycle
+        c={"arch": "sic", "teacher": "a"},
+        a={"arch": "lic", "teacher": "b"},
+        b={"arch": "resnet", "task": "mtl", "teacher": {"scene": "c", "super": "x"}},
+    )
+    with pytest.raises(
+        InputError,
+        match=r"config\.yaml: models\.c\.teacher -> a, models\.a\."
+        r"teacher -> b, models\.b\.teacher\.scene -> c forms a cycle; a model "
+        r"cannot \(indirectly\) teach itself",
+    ):
+        validate_config(cfg, SCHEMA, source="config.yaml")
+
+
+def test_self_teacher_is_a_cycle():
+    cfg = with_models(a={"arch": "sic", "teacher": "a"})
+    with pytest.raises(InputError, match=r"config: models\.a\.teacher -> a forms a cycle"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_cycle_through_a_lottery_base_or_progressive_base():
+    lottery = with_models(
+        dense={"arch": "sic", "teacher": "chain"},
+        chain={"arch": "sic", "lottery": {"base": "dense"}},
+    )
+    with pytest.raises(
+        InputError,
+        match=r"config: models\.dense\.teacher -> chain, models\.chain\.lottery\.base -> dense "
+        r"forms a cycle; a model cannot \(indirectly\) be built from itself",
+    ):
+        validate_config(lottery, SCHEMA)
+    progressive = with_models(
+        dense={"arch": "repmobile", "teacher": "pruned"},
+        pruned={"arch": "repmobile", "progressive": {"base": "dense"}},
+    )
+    with pytest.raises(InputError, match=r"models\.pruned\.progressive\.base -> dense forms"):
+        validate_config(progressive, SCHEMA)
+
+
+def test_teacher_chains_without_a_cycle_pass():
+    cfg = with_models(
+        big={"arch": "resnet", "task": "mtl"},
+        mid={"arch": "lic", "task": "mtl", "teacher": {"scene": "big", "super": "big"}},
+        small={"arch": "sic", "teacher": "mid"},
+        chain={"arch": "sic", "teacher": "mid", "lottery": {"base": "small"}},
+        ctl={"arch": "sic", "lottery": {"control_of": "chain", "control": "random_mask"}},
+        pruned={"arch": "sic", "teacher": "big", "progressive": {"base": "small"}},
+        stray={"arch": "sic", "teacher": "not_defined"},  # reported where it is used
+    )
+    assert validate_config(cfg, SCHEMA)["models"]["small"]["teacher"] == "mid"

@@ -27,10 +27,52 @@ def config(models: dict, **extra) -> dict:
 def test_the_report_preset_reaches_99_33_percent_in_two_rounds():
     cfg = config({"sic_lth": {"arch": "sic", "lottery": {"base": "sic"}}})
     s = pipeline.lottery_settings(cfg, "sic_lth")
-    assert s["rounds"] == 2 and s["strategy"] == "small_weights" and s["scope"] == "all"
+    assert s["rounds"] == 2 and s["strategy"] == "small_weights" and s["scope"] == "weights"
     assert 1 - (1 - s["rate"]) ** 2 == pytest.approx(0.9933)
     assert pipeline.lottery_rounds(cfg, "sic_lth") == 2
     assert s["base"] == "sic" and s["control"] is None and s["chain"] == "sic_lth"
+    assert "--scope weights" in " ".join(
+        pipeline.round_args(pipeline.round_settings(cfg, "sic_lth", 1))
+    )
+
+
+def test_the_size_matched_preset_prunes_every_stored_value_and_a_key_overrides_it():
+    lot = {"base": "sic", "preset": "acoustic_lottery_size_matched"}
+    cfg = config({"m": {"arch": "sic", "lottery": lot},
+                  "w": {"arch": "sic", "lottery": {**lot, "scope": "weights"}}})  # fmt: skip
+    m, w = pipeline.lottery_settings(cfg, "m"), pipeline.lottery_settings(cfg, "w")
+    assert m["scope"] == "all" and m["preset"] == "acoustic_lottery_size_matched"
+    assert m["rounds"] == 2 and 1 - (1 - m["rate"]) ** 2 == pytest.approx(0.9933)
+    assert w["scope"] == "weights"
+
+
+def test_both_shipped_configurations_give_the_lth_rows_weights_only_tickets():
+    """config.yaml, and configs/tau2020.yaml merged over it as Snakemake does."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    tau = yaml.safe_load((ROOT / "configs/tau2020.yaml").read_text())
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    for raw in (base, merge(base, tau)):
+        cfg = validate_config(raw, SCHEMA)
+        chains = {m for row in pipeline.table_rows(cfg) for m in
+                  (x["model"] for x in pipeline.row_members(cfg, row))
+                  if pipeline.is_lottery(cfg, m)}  # fmt: skip
+        assert {"sic_lth", "lic_lth", "lic_tsl_lth", "lic3_tsl_aug_lth"} <= chains
+        for name in chains:
+            s = pipeline.lottery_settings(cfg, name)
+            assert (s["preset"], s["scope"], s["strategy"], s["rounds"], s["rewind"]) == (
+                "acoustic_lottery",
+                "weights",
+                "small_weights",
+                2,
+                "init",
+            ), name
+            assert 1 - (1 - s["rate"]) ** 2 == pytest.approx(0.9933)
 
 
 def test_a_per_round_setting_changes_that_round_only():
@@ -38,7 +80,7 @@ def test_a_per_round_setting_changes_that_round_only():
     cfg = config({"c": {"arch": "sic", "lottery": lot}})
     rates = [pipeline.round_settings(cfg, "c", t)["rate"] for t in range(1, 6)]
     assert rates == [0.5, 0.5, 0.3, 0.5, 0.5]
-    assert "--rate 0.3" in pipeline.round_args(pipeline.round_settings(cfg, "c", 3))
+    assert "--rate 0.3" in " ".join(pipeline.round_args(pipeline.round_settings(cfg, "c", 3)))
     with pytest.raises(InputError, match="outside 1..5"):
         pipeline.round_settings(cfg, "c", 6)
 
@@ -60,7 +102,8 @@ def test_a_control_copies_its_chain_and_adds_the_control():
     win, ctl = pipeline.lottery_settings(cfg, "win"), pipeline.lottery_settings(cfg, "ctl")
     assert ctl["control"] == "random_mask" and ctl["chain"] == "win"
     assert {k: ctl[k] for k in pipeline.ROUND_KEYS} == {k: win[k] for k in pipeline.ROUND_KEYS}
-    assert "--control random_mask" in pipeline.round_args(pipeline.round_settings(cfg, "ctl", 1))
+    args = pipeline.round_args(pipeline.round_settings(cfg, "ctl", 1))
+    assert args[args.index("--control") + 1] == "random_mask"
 
 
 @pytest.mark.parametrize(

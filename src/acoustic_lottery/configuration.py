@@ -2,6 +2,8 @@
 
 Why our own pass rather than a bare `jsonschema.validate`: users need the exact key
 (`training.epochz`), what was expected and, for a misspelling, the key they meant.
+References between models that go round in a circle (a teacher cycle) are named here
+too, before Snakemake would report only a bare CyclicGraphException.
 """
 
 from __future__ import annotations
@@ -75,10 +77,89 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"{source}: config key '{key}': {error.message}"
 
 
+#: Keys of a model entry that name another model it is built from: its job needs that
+#: model's checkpoint (a teacher), its Θ0 (a lottery base), its masks (the chain a
+#: control copies) or its trained weights (a progressive base).
+_MODEL_REFERENCES = (("lottery", "base"), ("lottery", "control_of"), ("progressive", "base"))
+
+
+def _model_references(models: dict) -> dict[str, list[tuple[str, str]]]:
+    """(key, referenced model) per model, in config order; unknown names are left out."""
+    refs: dict[str, list[tuple[str, str]]] = {}
+    for name, m in models.items():
+        if not isinstance(m, dict):
+            continue
+        out: list[tuple[str, str]] = []
+        teacher = m.get("teacher")
+        if isinstance(teacher, str):
+            out.append(("teacher", teacher))
+        elif isinstance(teacher, dict):
+            out += [(f"teacher.{head}", t) for head, t in teacher.items()]
+        for section, key in _MODEL_REFERENCES:
+            sub = m.get(section)
+            if isinstance(sub, dict) and isinstance(sub.get(key), str):
+                out.append((f"{section}.{key}", sub[key]))
+        refs[name] = [(key, t) for key, t in out if isinstance(t, str) and t in models]
+    return refs
+
+
+def model_cycle(models: dict) -> list[tuple[str, str, str]] | None:
+    """A cycle of model references as (model, key, next model) hops, or None.
+
+    The cycle starts at its model that comes first in the config, so the message is
+    the same whichever model the search happened to start from.
+    """
+    refs = _model_references(models)
+    state: dict[str, int] = {}  # 1: on the current path, 2: no cycle through it
+    path: list[tuple[str, str, str]] = []
+
+    def visit(name: str) -> list[tuple[str, str, str]] | None:
+        state[name] = 1
+        for key, target in refs.get(name, []):
+            path.append((name, key, target))
+            if state.get(target) == 1:
+                start = next(i for i, hop in enumerate(path) if hop[0] == target)
+                return path[start:]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+            path.pop()
+        state[name] = 2
+        return None
+
+    order = {name: i for i, name in enumerate(models)}
+    for name in models:
+        if name not in state:
+            cycle = visit(name)
+            if cycle:
+                first = min(range(len(cycle)), key=lambda i: order[cycle[i][0]])
+                return cycle[first:] + cycle[:first]
+    return None
+
+
+def describe_cycle(cycle: list[tuple[str, str, str]], source: str = "config") -> str:
+    """`config: models.a.teacher -> b -> a forms a cycle; ...` (each key named if they differ)."""
+    keys = {key for _, key, _ in cycle}
+    if len(keys) == 1:
+        chain = f"models.{cycle[0][0]}.{cycle[0][1]} -> " + " -> ".join(t for _, _, t in cycle)
+    else:
+        chain = ", ".join(f"models.{name}.{key} -> {t}" for name, key, t in cycle)
+    if all(key.startswith("teacher") for key in keys):
+        why = "a model cannot (indirectly) teach itself"
+    else:
+        why = (
+            "a model cannot (indirectly) be built from itself (its teacher, lottery base, "
+            "control_of and progressive base must be trained first)"
+        )
+    return f"{source}: {chain} forms a cycle; {why}"
+
+
 def validate_config(config: dict, schema: dict | str | Path, source: str = "config") -> dict:
     """Return a validated deep copy of `config` with schema defaults filled in.
 
-    Raises InputError listing every problem, each naming its key.
+    Raises InputError listing every problem, each naming its key, or naming a cycle of
+    references between models (teacher, lottery base/control_of, progressive base).
     """
     if isinstance(schema, str | Path):
         schema = load_yaml(schema)
@@ -96,6 +177,11 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
         raise InputError(
             "invalid configuration:\n" + "\n".join(_describe(e, source) for e in errors)
         )
+    models = instance.get("models")
+    if isinstance(models, dict):
+        cycle = model_cycle(models)
+        if cycle:
+            raise InputError(describe_cycle(cycle, source))
     return instance
 
 

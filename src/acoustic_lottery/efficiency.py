@@ -471,20 +471,20 @@ class StudyPaths:
             inputs["pruning"] = [f"{self.runs}/{system}/p{p}/pruned/progressive.json" for p in fr]
         return inputs
 
-    def pairs(self, option: str, files: Sequence[str]) -> str:
-        """``--option 5=FILE 10=FILE ...`` in subset order (the inputs' order)."""
+    def pairs(self, option: str, files: Sequence[str]) -> list[str]:
+        """``--option 5=FILE 10=FILE ...`` in subset order (the inputs' order), as arguments."""
         fr = fraction_keys(self.config)
         if len(files) != len(fr):
             raise InputError(f"{option}: {len(files)} files for the {len(fr)} subsets {fr}")
-        return f"{option} " + " ".join(f"{p}={f}" for p, f in zip(fr, files))
+        return [option, *(f"{p}={f}" for p, f in zip(fr, files))]
 
-    def pruning_arg(self, input: Any) -> str:
-        return self.pairs("--pruning", input.pruning) if _named(input, "pruning") else ""
+    def pruning_arg(self, input: Any) -> list[str]:
+        return self.pairs("--pruning", input.pruning) if _named(input, "pruning") else []
 
 
-def teacher_arg(input: Any) -> str:
+def teacher_arg(input: Any) -> list[str]:
     """``--teacher scene=CKPT`` when the job's inputs hold a teacher, else nothing."""
-    return f"--teacher scene={input.teacher_scene}" if _named(input, "teacher_scene") else ""
+    return ["--teacher", f"scene={input.teacher_scene}"] if _named(input, "teacher_scene") else []
 
 
 def _named(files: Any, name: str) -> bool:
@@ -543,22 +543,27 @@ def teacher_features(config: Mapping[str, Any], teacher: str) -> str:
     return str(config.get("models", {}).get(teacher, {}).get("features", "lmfb"))
 
 
-def progressive_args(config: Mapping[str, Any], name: str) -> str:
-    """Command-line options of `prune-progressive` for a pruned system."""
+def progressive_args(config: Mapping[str, Any], name: str) -> list[str]:
+    """Command-line arguments of `prune-progressive` for a pruned system (quoted by the rule)."""
     prog = system_config(config, name).get("progressive")
     if prog is None:
         raise InputError(f"config: {STUDY_KEY}.systems.{name}: has no 'progressive' settings")
     args = [
-        f"--target-sparsity {float(prog['target_sparsity'])!r}",
-        f"--steps {int(prog['steps'])}",
-        f"--strategy {prog['strategy']}",
-        f"--ramp {prog['ramp']}",
-        f"--scope {prog['scope']}",
+        "--target-sparsity",
+        repr(float(prog["target_sparsity"])),
+        "--steps",
+        str(int(prog["steps"])),
+        "--strategy",
+        str(prog["strategy"]),
+        "--ramp",
+        str(prog["ramp"]),
+        "--scope",
+        str(prog["scope"]),
     ]
     for key in ("start_fraction", "end_fraction"):
         if prog.get(key) is not None:
-            args.append(f"--{key.replace('_', '-')} {float(prog[key])!r}")
-    return " ".join(args)
+            args += [f"--{key.replace('_', '-')}", repr(float(prog[key]))]
+    return args
 
 
 def _progressive_settings(prog: Mapping[str, Any], has_teacher: bool) -> dict[str, Any]:

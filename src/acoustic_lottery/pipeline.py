@@ -163,11 +163,13 @@ ROUND_KEYS = (
     "control_seed",
 )
 
-#: What a lottery model gets when neither it nor its preset says otherwise: the report's
-#: choice (small weights per layer, rewind to Θ0, T = 2 rounds to 99.33 % of all values).
+#: What a lottery model gets when neither it nor its preset says otherwise. The preset
+#: `acoustic_lottery` is the report's choice: small weights per layer over the conv /
+#: linear weights (scope "weights": BN and biases kept), rewind to Θ0, T = 2 rounds to
+#: 99.33 % of the weights; `acoustic_lottery_size_matched` is its scope-"all" variant.
 LOTTERY_DEFAULTS: dict[str, Any] = {
     "preset": "acoustic_lottery",
-    "scope": "all",
+    "scope": "weights",
     "exclude_first": False,
     "exclude_last": False,
     "optimizer": "reset",
@@ -227,7 +229,12 @@ def lottery_settings(config: dict, name: str) -> dict[str, Any]:
         )
     overrides = {k: lot[k] for k in ("rounds", "rate", "target_sparsity") if k in lot}
     p = preset(name_, **overrides)
-    out = {**LOTTERY_DEFAULTS, "strategy": p["strategy"], "rewind": p["rewind"]}
+    out = {
+        **LOTTERY_DEFAULTS,
+        "strategy": p["strategy"],
+        "rewind": p["rewind"],
+        "scope": p.get("scope", LOTTERY_DEFAULTS["scope"]),
+    }
     out.update({k: v for k, v in lot.items() if k not in ("control", "control_of")})
     out.update(rounds=int(p["rounds"]), rate=float(p["rate"]), base=base, preset=name_)
     if "optimizer" not in lot and not p.get("reset_optimizer", True):
@@ -272,22 +279,31 @@ def round_settings(config: dict, name: str, t: int) -> dict[str, Any]:
     return out
 
 
-def round_args(settings: dict[str, Any]) -> str:
-    """Command-line options of `lottery-round` for one round's settings."""
+def round_args(settings: dict[str, Any]) -> list[str]:
+    """Command-line arguments of `lottery-round` for one round's settings.
+
+    A list of separate arguments: rules quote each one for the shell (`{params.x:q}`), so
+    no config value is ever parsed by the shell.
+    """
     args = [
-        f"--strategy {settings['strategy']}",
-        f"--rate {settings['rate']!r}",
-        f"--scope {settings['scope']}",
-        f"--optimizer {settings['optimizer']}",
-        f"--control-seed {settings['control_seed']}",
+        "--strategy",
+        str(settings["strategy"]),
+        "--rate",
+        repr(settings["rate"]),
+        "--scope",
+        str(settings["scope"]),
+        "--optimizer",
+        str(settings["optimizer"]),
+        "--control-seed",
+        str(settings["control_seed"]),
     ]
     if settings["exclude_first"]:
         args.append("--exclude-first")
     if settings["exclude_last"]:
         args.append("--exclude-last")
     if settings.get("control"):
-        args.append(f"--control {settings['control']}")
-    return " ".join(args)
+        args += ["--control", str(settings["control"])]
+    return args
 
 
 def round_spec(config: dict, name: str, t: int) -> dict:
@@ -322,8 +338,9 @@ def progressive_base(config: dict, name: str) -> str:
     return base
 
 
-def progressive_args(config: dict, name: str) -> str:
-    """Command-line options of `prune-progressive`; what is not set comes from the preset."""
+def progressive_args(config: dict, name: str) -> list[str]:
+    """Command-line arguments of `prune-progressive` (one list item each, quoted by the
+    rule); what is not set comes from the preset."""
     p = model_config(config, name)["progressive"]
     flags = {
         "target_sparsity": "--target-sparsity",
@@ -334,7 +351,7 @@ def progressive_args(config: dict, name: str) -> str:
         "start_fraction": "--start-fraction",
         "end_fraction": "--end-fraction",
     }
-    args = [f"{flag} {p[key]}" for key, flag in flags.items() if key in p]
+    args = [a for key, flag in flags.items() if key in p for a in (flag, str(p[key]))]
     if p.get("reset_optimizer"):
         args.append("--reset-optimizer")
-    return " ".join(args)
+    return args

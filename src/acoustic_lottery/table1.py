@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.faults import failpoint
 from acoustic_lottery.io import atomic_path, read_json, write_json
 from acoustic_lottery.labels import super_index_map
 from acoustic_lottery.paper import paper_row, paper_system
@@ -96,13 +97,54 @@ def system_size(spec: dict, size_files: list[Path]) -> dict:
     }
 
 
+def row_uncertainty(pred, statistics: dict | None = None) -> dict:
+    """95 % (`level`) cluster-bootstrap intervals of a row's predictions over recordings.
+
+    Keys: accuracy_ci and log_loss_ci [lo, hi], unseen_accuracy_ci (when the split has
+    unseen-device clips), n_clips, n_recordings, bootstrap {n_boot, seed, level, unit}.
+    """
+    import numpy as np
+
+    from acoustic_lottery.evaluation.bootstrap import (
+        ClipScores,
+        bootstrap_settings,
+        clip_scores,
+        cluster_bootstrap,
+        recording_ids,
+    )
+    from acoustic_lottery.labels import UNSEEN_DEVICES
+
+    settings = bootstrap_settings(statistics)
+    scores = clip_scores(pred)
+    clusters = recording_ids(pred.filename, where=f"row predictions ({pred.task})")
+    overall = cluster_bootstrap(scores, clusters, **settings)
+    out = {
+        "accuracy_ci": overall["accuracy_ci"],
+        "log_loss_ci": overall["log_loss_ci"],
+    }
+    unseen = np.isin(pred.device.astype(str), UNSEEN_DEVICES)
+    if unseen.any():
+        sub = ClipScores(scores.correct[unseen], scores.nll[unseen])
+        out["unseen_accuracy_ci"] = cluster_bootstrap(sub, clusters[unseen], **settings)[
+            "accuracy_ci"
+        ]
+    out.update(
+        n_clips=overall["n_clips"],
+        n_recordings=overall["n_recordings"],
+        bootstrap=overall["bootstrap"],
+    )
+    return out
+
+
 def build_row(
     spec: dict,
     prediction_files: list[Path],
     size_files: list[Path],
     out_predictions: Path | None = None,
+    statistics: dict | None = None,
 ) -> dict:
-    """The row JSON: our accuracy, log loss and size next to the paper's."""
+    """The row JSON: our accuracy, log loss and size next to the paper's; accuracy and
+    log loss with their cluster-bootstrap intervals (`statistics`: n_boot, seed, level)."""
     from acoustic_lottery.evaluation.metrics import evaluate_predictions
     from acoustic_lottery.evaluation.predict import write_predictions
 
@@ -110,6 +152,7 @@ def build_row(
     if out_predictions is not None:
         write_predictions(out_predictions, pred)
     metrics = evaluate_predictions(pred)
+    uncertainty = row_uncertainty(pred, statistics)
     size = system_size(spec, size_files)
     if spec.get("system"):
         paper = paper_system(spec["system"]).to_dict()
@@ -131,6 +174,7 @@ def build_row(
             "macs": size["macs"],
             "seen_accuracy": 100.0 * metrics["seen"]["accuracy"],
             "unseen_accuracy": 100.0 * metrics["unseen"]["accuracy"],
+            **uncertainty,
         },
         "size": size,
         "metrics": metrics,
@@ -138,8 +182,39 @@ def build_row(
     }
 
 
+def _format_ci(ci: list[float] | None, digits: int) -> str | None:
+    """`lo–hi` (en dash) at the precision of the point value; None for a row without one."""
+    if not ci:
+        return None
+    return f"{ci[0]:.{digits}f}–{ci[1]:.{digits}f}"
+
+
+def _interval_note(rows: list[dict]) -> str:
+    """The header sentence on the intervals, from the rows' own bootstrap settings."""
+    boots = [r["ours"]["bootstrap"] for r in rows if r["ours"].get("bootstrap")]
+    if not boots:
+        return "No row has bootstrap intervals (rows written before they existed).\n\n"
+    levels = sorted({b["level"] for b in boots})
+    n_boot = sorted({b["n_boot"] for b in boots})
+    recordings = sorted({r["ours"]["n_recordings"] for r in rows if r["ours"].get("bootstrap")})
+    clips = sorted({r["ours"]["n_clips"] for r in rows if r["ours"].get("bootstrap")})
+
+    def joined(values: list) -> str:
+        return " / ".join(str(v) for v in values)
+
+    return (
+        f"acc_ci, log_loss_ci: {joined([f'{100 * v:g} %' for v in levels])} "
+        "cluster-bootstrap percentile "
+        f"intervals over recordings ({joined(n_boot)} resamples of the {joined(recordings)} "
+        f"evaluation recordings, each with all its device clips; {joined(clips)} clips). "
+        "Clips of one recording share its content, so recordings, not clips, are the "
+        "independent unit; comparisons.md gives paired intervals of the report's claims.\n\n"
+    )
+
+
 def table_frame(rows: list[dict]) -> pd.DataFrame:
-    """One line per row: flags, our size/accuracy/log loss and the paper's."""
+    """One line per row: flags, our size/accuracy (with its interval)/log loss (with its
+    interval) and the paper's."""
     lines = []
     for r in sorted(rows, key=lambda r: (r["row"] is None, r["row"] or 0, r["name"])):
         p, o = r["paper"], r["ours"]
@@ -151,7 +226,9 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
                 "size_kb": round(o["size_kb"], 1),
                 "macs_M": round(o["macs"] / 1e6, 1) if o.get("macs") is not None else None,
                 "acc": round(o["accuracy"], 1),
+                "acc_ci": _format_ci(o.get("accuracy_ci"), 1),
                 "log_loss": round(o["log_loss"], 3),
+                "log_loss_ci": _format_ci(o.get("log_loss_ci"), 3),
                 "unseen_acc": round(o["unseen_accuracy"], 1),
                 "paper_size": p["size_text"],
                 "paper_acc": p["accuracy"],
@@ -172,9 +249,11 @@ def write_table(row_files: list[Path], out_md: Path, out_csv: Path) -> pd.DataFr
         f"# Table 1 reproduction on data set '{', '.join(sorted(datasets))}'\n\n"
         "Ours: size by the DCASE 2021 rule (non-zero values, KB = 1024 B), accuracy and\n"
         "multi-class log loss on the evaluation split; paper: the report's Table 1.\n\n"
+        + _interval_note(rows)
     )
     with atomic_path(out_md) as tmp:
         tmp.write_text(header + frame.to_markdown(index=False) + "\n")
+        failpoint("table.write")
     return frame
 
 
@@ -184,7 +263,8 @@ def write_row(
     size_files: list[Path],
     out: Path,
     out_predictions: Path | None = None,
+    statistics: dict | None = None,
 ) -> dict:
-    row = build_row(spec, prediction_files, size_files, out_predictions)
+    row = build_row(spec, prediction_files, size_files, out_predictions, statistics)
     write_json(out, row)
     return row

@@ -88,3 +88,77 @@ def test_unreadable_file_names_path_and_reason(tmp_path: Path) -> None:
         load_audio(bad)
     with pytest.raises(InputError, match=r"absent\.wav: cannot read audio file"):
         load_audio(tmp_path / "absent.wav")
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_truncated_24bit_wav_names_file_and_frame_counts(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    write_wav(path, np.random.default_rng(2).uniform(-0.5, 0.5, 1000), SR)
+    _truncate(path, 44 + 3 * 400 + 1)  # 44-byte header, 400 frames and a stray byte
+    # libsndfile clamps the frame count to what is there, so the header is read directly.
+    assert sf.info(path).frames == 400
+    with pytest.raises(
+        InputError,
+        match=r"cut\.wav: truncated audio file: the header promises 1000 frames, "
+        r"the file holds 400 \(re-copy or re-download it\)",
+    ):
+        load_audio(path, SR, seconds=1.0)
+    _truncate(path, 44)  # nothing left after the header: still truncated, not "no samples"
+    with pytest.raises(InputError, match=r"cut\.wav: truncated audio file: .* holds 0 "):
+        load_audio(path, SR)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [("WAV", "FLOAT"), ("WAVEX", "PCM_16"), ("RF64", "PCM_24"), ("WAV", "IMA_ADPCM")],
+)
+def test_truncation_is_found_in_other_wav_layouts(tmp_path: Path, fmt: str, subtype: str) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros((2000, 2)), SR, format=fmt, subtype=subtype)
+    _truncate(path, path.stat().st_size - 100)
+    with pytest.raises(InputError, match=r"x\.wav: truncated audio file: the header promises"):
+        load_audio(path, SR)
+
+
+@pytest.mark.parametrize(("bad", "what"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "ninf")])
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_non_finite_samples_are_an_error(
+    tmp_path: Path, bad: float, what: str, subtype: str
+) -> None:
+    y = np.zeros((100, 2), dtype=np.float64)
+    y[[3, 50, 51], 1] = bad
+    path = tmp_path / f"{what}.wav"
+    sf.write(path, y, SR, subtype=subtype)
+    with pytest.raises(
+        InputError, match=rf"{what}\.wav: audio contains NaN or infinite samples \(3 of 200\)"
+    ):
+        load_audio(path, SR)
+
+
+def _with_list_chunk(wav: bytes) -> bytes:
+    """`wav` with a LIST/INFO chunk (odd-sized, so padded) after its data chunk."""
+    info = b"INFO" + b"ISFT" + (5).to_bytes(4, "little") + b"tests"
+    chunk = b"LIST" + len(info).to_bytes(4, "little") + info + b"\0" * (len(info) & 1)
+    riff_size = int.from_bytes(wav[4:8], "little") + len(chunk)
+    return wav[:4] + riff_size.to_bytes(4, "little") + wav[8:] + chunk
+
+
+def test_complete_wavs_of_every_kind_still_load(tmp_path: Path) -> None:
+    y = np.random.default_rng(3).uniform(-0.5, 0.5, 999)
+    write_wav(tmp_path / "pcm24.wav", y, SR)
+    sf.write(tmp_path / "pcm16.wav", y, SR, subtype="PCM_16")
+    sf.write(tmp_path / "float.wav", y, SR, subtype="FLOAT")
+    sf.write(tmp_path / "double.wav", np.stack([y, y], axis=1), SR, subtype="DOUBLE")
+    sf.write(tmp_path / "rf64.wav", y, SR, format="RF64", subtype="PCM_24")
+    sf.write(tmp_path / "big.wav", y, SR, subtype="PCM_16", endian="BIG")  # RIFX
+    sf.write(tmp_path / "clip.flac", y, SR)  # not a WAV: not parsed
+    (tmp_path / "list.wav").write_bytes(_with_list_chunk((tmp_path / "pcm24.wav").read_bytes()))
+    assert sf.info(tmp_path / "list.wav").frames == 999
+    tolerance = {"pcm16.wav": 2.0**-15, "big.wav": 2.0**-15, "clip.flac": 2.0**-15}
+    for path in sorted(tmp_path.iterdir()):
+        back = load_audio(path, SR)
+        assert back.shape == (999,), path.name
+        np.testing.assert_allclose(back, y, atol=tolerance.get(path.name, 2.0**-23))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -9,18 +10,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy import stats
 
 from acoustic_lottery import cli
 from acoustic_lottery.data.synthetic import (
+    _KEY_DEVICE,
     DeviceModel,
     SyntheticConfig,
     _Grid,
+    _rng,
     generate,
+    plan,
     scene_traits,
 )
 from acoustic_lottery.data.tau import parse_clip_name, read_meta, read_split
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.labels import DEVICES, SCENE_TO_SUPER, SCENES, TRAIN_DEVICES
+from acoustic_lottery.labels import (
+    DEVICES,
+    SCENE_TO_SUPER,
+    SCENES,
+    TRAIN_DEVICES,
+    UNSEEN_DEVICES,
+)
 
 SR = 44100
 #: A small data set for the tests that only need the structure.
@@ -164,6 +175,120 @@ def test_device_models_differ_and_are_seeded() -> None:
             assert np.ptp(diff) > 3.0, (d1, d2)
     assert DeviceModel.draw(0, "s4") == DeviceModel.draw(0, "s4")
     assert DeviceModel.draw(0, "s4") != DeviceModel.draw(1, "s4")
+
+
+def test_device_draw_depends_only_on_seed_and_device_index() -> None:
+    """Seen (b, c, s1-s3) and unseen (s4-s6) devices come from one distribution.
+
+    A device's model is the same function of its own random stream, keyed by
+    (seed, index in DEVICES): nothing about being seen or unseen enters the draw.
+    """
+    for seed in (0, 7, 2021):
+        for i, device in enumerate(DEVICES):
+            stream = _rng(seed, _KEY_DEVICE, i)
+            assert DeviceModel.draw(seed, device) == DeviceModel._draw(stream, device)
+    # Over many seeds, the seen and the unseen devices' parameters are alike.
+    seen_devices = [d for d in TRAIN_DEVICES if d != "a"]
+
+    def params(devices):
+        models = [DeviceModel.draw(seed, d) for seed in range(150) for d in devices]
+        return {
+            "peaks": [len(m.peaks) for m in models],
+            "peak_db": [abs(g) for m in models for _, g, _ in m.peaks],
+            "tilt": [m.tilt_db_oct for m in models],
+            "highpass": [m.highpass_hz for m in models],
+            "lowpass": [m.lowpass_hz for m in models],
+            "noise": [m.noise_dbfs for m in models],
+            "drive": [m.drive for m in models],
+        }
+
+    seen, unseen = params(seen_devices), params(UNSEEN_DEVICES)
+    for key in seen:
+        assert stats.ks_2samp(seen[key], unseen[key]).pvalue > 0.01, key
+
+
+def test_device_severity_scales_every_departure_from_flat() -> None:
+    model = DeviceModel.draw(0, "s2")
+    assert model.scaled(1.0) is model and DeviceModel.draw(0, "s2", 1.0) == model
+    half = DeviceModel.draw(0, "s2", 0.5)
+    assert [g for _, g, _ in half.peaks] == pytest.approx([0.5 * g for _, g, _ in model.peaks])
+    assert [(f, w) for f, _, w in half.peaks] == [(f, w) for f, _, w in model.peaks]
+    assert half.tilt_db_oct == pytest.approx(0.5 * model.tilt_db_oct)
+    assert half.gain_db == pytest.approx(0.5 * model.gain_db)
+    assert half.drive == pytest.approx(0.5 * model.drive)
+    assert half.lowpass_hz == pytest.approx(np.sqrt(model.lowpass_hz * 20000.0))
+    assert half.highpass_hz == pytest.approx(np.sqrt(model.highpass_hz * 20.0))
+    assert half.noise_dbfs == pytest.approx(0.5 * (model.noise_dbfs - 85.0))
+    # 0: every device flat like a (unit gain from 100 Hz to 10 kHz, a's noise floor and
+    # band limits, no drive): one and the same response for all nine
+    grid = _Grid(4410, SR)
+    band = (grid.f > 100) & (grid.f < 10000)
+    reference = DeviceModel.draw(0, "a", 0.0).response(grid)
+    for device in DEVICES:
+        flat = DeviceModel.draw(0, device, 0.0)
+        assert flat.drive == 0.0 and flat.noise_dbfs == -85.0
+        assert np.max(np.abs(20 * np.log10(flat.response(grid)[band]))) < 0.05, device
+        np.testing.assert_allclose(flat.response(grid), reference, rtol=1e-12)
+    with pytest.raises(ValueError, match="severity"):
+        model.scaled(1.5)
+
+
+def test_device_severity_one_is_the_data_set_of_before_byte_for_byte(tmp_path: Path) -> None:
+    """device_severity 1 gives exactly the audio of the generator before the knob existed.
+
+    The digests were taken from the generator before device_severity and the places
+    keys were added (same seed and counts; its places were min(segments, 12) for
+    training and min(segments, 6) for evaluation, here 2 and 1).
+    """
+    cfg = SyntheticConfig(
+        seed=3, clip_seconds=0.1, train_segments_per_scene=2, train_parallel_fraction=0.5,
+        eval_segments_per_scene=1, train_places_per_scene=2, eval_places_per_scene=1,
+        device_severity=1.0,
+    )  # fmt: skip
+    generate(tmp_path / "ds", cfg, workers=1)
+    audio = hashlib.sha256()
+    wavs = sorted((tmp_path / "ds" / "audio").iterdir())
+    for path in wavs:
+        audio.update(path.name.encode())
+        audio.update(path.read_bytes())
+    tables = hashlib.sha256()
+    for name in ("evaluation_setup/fold1_train.csv", "evaluation_setup/fold1_evaluate.csv",
+                 "meta.csv"):  # fmt: skip
+        tables.update((tmp_path / "ds" / name).read_bytes())
+    assert len(wavs) == 160
+    assert audio.hexdigest() == "5abe8d04b05bfe32afc5b5614a42eda17454c3ecf20a1476ed67d3c246815ab9"
+    assert tables.hexdigest() == "7b7b8c61e47f0365da13c727717c33fd5bc6a1a11d1d25ef03701ff73f0788ce"
+
+
+def test_device_severity_zero_makes_every_device_a_copy_of_a(tmp_path: Path) -> None:
+    generate(tmp_path / "ds", SyntheticConfig(seed=1, device_severity=0.0, **SMALL))
+    table = read_split(tmp_path / "ds", "evaluate")
+    a = table[table["device"] == "a"].set_index(["identifier", "segment"])["path"]
+    for row in table[table["device"] != "a"].itertuples():
+        ya, yd = sf.read(a[(row.identifier, row.segment)])[0], sf.read(row.path)[0]
+        # the same signal; only the independent -85 dBFS noise floors differ
+        assert np.sqrt(np.mean((ya - yd) ** 2)) < 2e-4 < np.sqrt(np.mean(ya**2)), row.device
+
+
+def test_places_per_scene_are_configured_and_checked(tmp_path: Path) -> None:
+    cfg = SyntheticConfig(seed=2, train_places_per_scene=2, eval_places_per_scene=None, **SMALL)
+    generate(tmp_path / "ds", cfg)
+    train, evaluate = read_split(tmp_path / "ds", "train"), read_split(tmp_path / "ds", "evaluate")
+    for scene in SCENES:
+        places = train[train["scene"] == scene].groupby("identifier")["segment"].nunique()
+        assert len(places) == 2 and sorted(places) == [1, 2]  # 3 segments dealt to 2 places
+        assert evaluate[evaluate["scene"] == scene]["identifier"].nunique() == 1  # 1 per segment
+    # one place per segment by default, whatever the count (no cap)
+    many = SyntheticConfig(train_segments_per_scene=30, eval_segments_per_scene=20)
+    recordings = plan(many)
+    for split, n in (("train", 30), ("evaluate", 20)):
+        places = {(r.scene, r.city, r.location) for r in recordings if r.split == split}
+        assert len(places) == 10 * n
+    with pytest.raises(InputError, match="'train_places_per_scene': expected at most "
+                                         "train_segments_per_scene \\(3\\)"):  # fmt: skip
+        SyntheticConfig.from_dict({**SMALL, "train_places_per_scene": 4})
+    with pytest.raises(InputError, match="'eval_places_per_scene'"):
+        SyntheticConfig.from_dict({**SMALL, "eval_places_per_scene": 0})
 
 
 def _mel(hz: float) -> float:

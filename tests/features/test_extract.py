@@ -206,3 +206,33 @@ def test_unequal_lengths_without_seconds_name_the_files(tmp_path):
     ok = meta.drop(index=1).reset_index(drop=True)
     assert extract_split(ok, tmp_path / "ok.h5", "lmfb", None, seconds=None, workers=0) == 2
     assert read_features(tmp_path / "ok.h5").attrs["seconds"] is None
+
+
+def test_corrupt_clip_is_an_error_naming_it_even_with_missing_skip(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "tau"
+    meta = _write_clips(root, n_clips=4)
+    setup = root / "evaluation_setup"
+    setup.mkdir()
+    listed = [*zip(meta.filename, meta.scene), ("audio/park-lyon-9-9-a.wav", "park")]
+    lines = ["filename\tscene_label"] + [f"{f}\t{s}" for f, s in listed]
+    (setup / "fold1_train.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(cli, "GROUPS", ("features",))
+    args = ["features", "--dataset-root", str(root), "--split", "train", "--feature-set"]
+    args += ["lmfb", "--seconds", str(SECONDS), "--missing", "skip", "--batch-size", "2"]
+    # The absent 5th file is skipped; a present but cut-off one is not.
+    assert cli.main([*args, "--out", str(tmp_path / "ok.h5"), "--workers", "0"]) == 0
+    assert read_features(tmp_path / "ok.h5").x.shape[0] == 4
+    cut = Path(meta.loc[2, "path"])
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    out = tmp_path / "f.h5"
+    assert cli.main([*args, "--out", str(out), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cut}: truncated audio file: the header promises {N} frames" in err
+    assert not out.exists()
+    # NaN samples, through extract_split's worker processes.
+    y = np.zeros(N)
+    y[100] = np.nan
+    sf.write(cut, y, SR, subtype="FLOAT")
+    with pytest.raises(InputError, match=rf"{cut.name}: audio contains NaN or infinite samples"):
+        extract_split(meta, tmp_path / "n.h5", "lmfb", None, seconds=SECONDS, workers=2)
+    assert not (tmp_path / "n.h5").exists()

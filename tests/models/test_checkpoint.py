@@ -96,7 +96,7 @@ def test_load_errors_name_the_path_and_key(tmp_path) -> None:
         load_checkpoint(missing)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(InputError, match="garbage.pt: not a readable"):
+    with pytest.raises(InputError, match="garbage.pt: not a checkpoint or int8 artifact"):
         load_checkpoint(garbage)
 
     good = tmp_path / "good.pt"
@@ -119,5 +119,92 @@ def test_load_errors_name_the_path_and_key(tmp_path) -> None:
         load_checkpoint(bad)
 
     torch.save({"x": argparse.Namespace(a=1)}, bad)  # arbitrary pickled objects are refused
-    with pytest.raises(InputError, match="not a readable"):
+    with pytest.raises(InputError, match="objects other than tensors.*argparse.Namespace"):
         load_checkpoint(bad)
+
+
+def _flip_tensor_byte(path) -> None:
+    """Damage one byte inside the largest tensor record of a checkpoint's zip archive."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("wav", "it is a WAV audio file"),
+        ("text", "it is a text file"),
+        ("random", "not a torch file of tensors"),
+        ("empty", "the file is empty"),
+        ("truncated", "damaged or truncated torch zip archive"),
+        ("crc", "fails its CRC check"),
+        ("directory", "it is a directory"),
+        ("npy", "numpy"),
+        ("no_format", "without key 'format'"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_is_one_clear_input_error(tmp_path, kind, reason) -> None:
+    import soundfile as sf
+
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, build_model("sic", 10, seed=0), {"feature_set": "lmfb"})
+    path = tmp_path / f"{kind}.pt"
+    if kind == "wav":
+        sf.write(path, np.zeros(800, dtype=np.float32), 16000, format="WAV")
+    elif kind == "text":
+        path.write_text("arch: sic\nnot a model\n", encoding="utf-8")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(1).bytes(2048))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "crc":
+        path.write_bytes(good.read_bytes())
+        _flip_tensor_byte(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "npy":
+        np.save(path.with_suffix(".npy"), np.zeros(3))
+        path = path.with_suffix(".npy")
+    elif kind == "no_format":
+        torch.save({"conv.weight": torch.ones(2, dtype=torch.bool)}, path)  # e.g. a mask file
+    for load in (load_checkpoint, load_model):
+        with pytest.raises(InputError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"checkpoint {path}: not a checkpoint or int8 artifact (")
+        assert f"expected a torch checkpoint written by acoustic-lottery, format {FORMAT!r}" in (
+            message
+        )
+        assert reason in message
+        assert "\n" not in message
+
+
+def test_an_int8_artifact_is_refused_where_a_float_checkpoint_is_needed(tmp_path) -> None:
+    from acoustic_lottery.models.checkpoint import _ARTIFACT_MAGIC
+    from acoustic_lottery.quantization.artifact import MAGIC
+
+    assert _ARTIFACT_MAGIC == MAGIC
+    path = tmp_path / "model.alot"
+    path.write_bytes(MAGIC + bytes(100))
+    with pytest.raises(InputError, match=r"model\.alot: is an int8 artifact .*not a float"):
+        load_checkpoint(path)
+
+
+def test_the_crc_check_passes_a_sound_checkpoint(tmp_path) -> None:
+    path = tmp_path / "good.pt"
+    model = build_model("sic", 10, seed=0)
+    save_checkpoint(path, model, {"feature_set": "lmfb"})
+    loaded, _ = load_model(path)
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values())
+    )

@@ -14,7 +14,12 @@ from acoustic_lottery.cli import models as cli_models
 from acoustic_lottery.errors import InputError
 from acoustic_lottery.models import build_model
 from acoustic_lottery.models.checkpoint import save_checkpoint
-from acoustic_lottery.models.size import combine_reports, int8_estimate, size_report
+from acoustic_lottery.models.size import (
+    bn_folded_size,
+    combine_reports,
+    int8_estimate,
+    size_report,
+)
 
 
 def _tiny() -> nn.Module:
@@ -112,6 +117,46 @@ def test_int8_estimate_folds_bn_into_one_bias_per_channel() -> None:
     assert est["biases"] == 7
 
 
+def _trained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Every stored value random and non-zero, as after training (variances positive)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                new = torch.randn(v.shape, generator=g)
+                v.copy_(new.abs() + 0.01 if k.endswith("running_var") else new)
+    return model
+
+
+def test_bn_folded_size_charges_one_bias_per_channel_instead_of_four_bn_values() -> None:
+    model = _trained(_tiny())
+    folded = bn_folded_size(model)
+    # conv 72 weights + 4 biases (BN folded in); linear 12 weights + 3 biases; no BN left
+    assert folded["nonzero"] == 72 + 4 + 12 + 3 and folded["folded_bn"] == 1
+    assert folded["bytes"] == 4 * folded["nonzero"]
+    assert size_report(model)["nonzero"] == 72 + 4 + 16 + 12 + 3  # the honest size keeps BN
+    with torch.no_grad():
+        model[0].weight[:2] = 0  # two output channels pruned: zeros stay zeros
+    assert bn_folded_size(model)["nonzero"] == 36 + 4 + 12 + 3
+    assert model[1].running_var.abs().min() > 0  # the input model is left as it was
+
+
+def test_weights_only_sic_ticket_sizes_honest_folded_and_paper() -> None:
+    """99.33 % of SIC's conv weights pruned, BN kept: honest ≈ 11.0 KB, BN folded ≈ 5.3 KB
+    (conv weights + one bias per channel), the report's 3.4 KB = 503 KB × 0.0067."""
+    model = _trained(build_model("sic", seed=0))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                flat = m.weight.view(-1)
+                keep = max(1, round(0.0067 * flat.numel()))
+                flat[flat.abs().argsort()[:-keep]] = 0
+    honest, folded = size_report(model)["kb"], bn_folded_size(model)["kb"]
+    assert honest == pytest.approx(11.0, abs=0.1)
+    assert folded == pytest.approx(5.3, abs=0.1) and folded < honest
+    assert pytest.approx(3.37, abs=0.01) == 503.0 * 0.0067
+
+
 def _args(**kw) -> argparse.Namespace:
     base = dict(
         checkpoint=None,
@@ -161,6 +206,9 @@ def test_size_verb_checkpoint_counts_pruned_zeros(tmp_path, monkeypatch, capsys)
     assert report["params"] == fresh["params"]
     assert report["nonzero"] == fresh["nonzero"] - w.numel() // 2
     assert report["checkpoint"] == str(path)
+    # beside the honest size, the same rule with BN folded into the conv biases
+    assert report["size_kb_bn_folded"] == pytest.approx(bn_folded_size(model)["kb"])
+    assert report["bn_folded"]["folded_bn"] == 14 and "size_kb_bn_folded" in fresh
 
     monkeypatch.setattr(cli, "GROUPS", ("models",))
     assert cli.main(["size", str(tmp_path / "missing.pt")]) == 2

@@ -4,6 +4,7 @@ features (zeros, sparsity, nesting, no rewinding, KD, determinism, restart), the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -26,6 +27,7 @@ from acoustic_lottery.pruning.progressive import (
     run_progressive,
     step_mask,
 )
+from acoustic_lottery.pruning.reachability import unreachable_classes
 from acoustic_lottery.pruning.schedule import preset
 from acoustic_lottery.pruning.scope import prunable_groups
 from acoustic_lottery.training.trainer import train
@@ -161,17 +163,22 @@ def test_step_masks_hit_cumulative_targets_exactly_and_nest() -> None:
     targets = preset("progressive", n_steps=20)
     plan = plan_progressive({**targets, "start_fraction": 0.0, "end_fraction": 0.5}, 40)
     mask = None
+    leader_of = {m: leader for leader, ms in groups.items() for m in ms}
     for s in plan["targets"]:
-        new = step_mask("small_weights", model, state, mask, s, scope="all")
+        restored: dict[str, int] = {}
+        new = step_mask("small_weights", model, state, mask, s, scope="all", restored=restored)
         assert set(new) == {m for ms in groups.values() for m in ms}
+        assert not any(unreachable_classes(model, new).values())
         for name, m in new.items():
-            assert int(m.sum()) == expected_kept(m.numel(), s), (name, s)
+            # exact, plus the units given back to keep every class reachable
+            extra = restored.get(leader_of[name], 0)
+            assert int(m.sum()) == expected_kept(m.numel(), s) + extra, (name, s)
             if mask is not None:
                 assert not (m & ~mask[name]).any()  # nested
         # Magnitude: no pruned leader outweighs a surviving one of its tensor.
         for leader in groups:
             w, m = state[leader].abs(), new[leader]
-            if m.any() and (~m).any():
+            if m.any() and (~m).any() and not restored.get(leader):
                 assert w[~m].max() <= w[m].min()
         mask = new
     # Global strategy: the overall unit count is exact.
@@ -203,9 +210,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("progressive")
     write_features(root / "train.h5")
     train(DENSE, [root / "train.h5"], root / "dense")
-    a = run(root, "a")
-    b = run(root, "b")
-    return {"root": root, "a": a, "b": b}
+    a = run(root, "a", keep_phases=True)
+    b = run(root, "b", keep_phases=True)
+    plain = run(root, "plain")  # as the CLI runs it: the phases' resume state removed
+    return {"root": root, "a": a, "b": b, "plain": plain}
 
 
 def test_outputs_and_pruned_entries_exactly_zero(runs: dict[str, Any]) -> None:
@@ -281,10 +289,22 @@ def test_sparsity_grows_masks_nest_and_nothing_is_rewound(runs: dict[str, Any]) 
         prev_final, prev_mask = final["state_dict"], mask
 
 
+def assert_same_outputs(x: Path, y: Path) -> None:
+    """Byte for byte; the report only after its output paths (other directories here)."""
+    for name in prog.OUTPUTS:
+        if name == "progressive.json":
+            rx, ry = (json.loads((d / name).read_text()) for d in (x, y))
+            assert {**rx, "paths": None} == {**ry, "paths": None}
+        else:
+            assert (x / name).read_bytes() == (y / name).read_bytes(), name
+
+
 def test_same_seed_gives_identical_checkpoints(runs: dict[str, Any]) -> None:
-    """Every entry of final.pt / mask.pt bit for bit (the files' bytes also hold torch.save's
-    archive name, taken from the random temporary name of the atomic write)."""
+    """Every output byte for byte, and every entry of final.pt / mask.pt bit for bit."""
     a, b = runs["root"] / "a", runs["root"] / "b"
+    plain = runs["root"] / "plain"
+    assert sorted(p.name for p in plain.iterdir()) == sorted(prog.OUTPUTS)  # no phases/
+    assert_same_outputs(plain, a)
     ck_a, ck_b = load_checkpoint(a / "final.pt"), load_checkpoint(b / "final.pt")
     assert same(ck_a, ck_b)
     assert same(load_mask(a / "mask.pt"), load_mask(b / "mask.pt"))
@@ -296,7 +316,10 @@ def test_same_seed_gives_identical_checkpoints(runs: dict[str, Any]) -> None:
 
 
 def test_restart_reuses_finished_phases_and_failure_leaves_no_final(
-    runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runs: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     root = runs["root"]
     work = tmp_path / "c"
@@ -313,9 +336,10 @@ def test_restart_reuses_finished_phases_and_failure_leaves_no_final(
     assert not (work / "final.pt").exists() and not (work / "progressive.json").exists()
     monkeypatch.undo()
     monkeypatch.setenv("ACOUSTIC_LOTTERY_PROGRESS", "0")
-    report = run(root, "c", out_dir=work)
-    assert [p["reused"] for p in report["phases"]] == [True, True, True, False]
-    assert same(load_checkpoint(work / "final.pt"), load_checkpoint(root / "a" / "final.pt"))
+    with caplog.at_level(logging.INFO, logger=prog.__name__):
+        run(root, "c", out_dir=work)
+    assert caplog.text.count("already done: reusing") == 3  # phase 3 trained again
+    assert_same_outputs(work, root / "a")  # the restarted run is the uninterrupted one
 
 
 def test_distillation_changes_training_and_errors_name_the_problem(

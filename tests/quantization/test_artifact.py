@@ -347,3 +347,64 @@ def test_float16_members_and_plain_manifest_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.models["half"](X), dequantize(state, model=net)(X))
     assert quantized_size_report(state)["bytes"] < quantized_size_report(float_state(net))["bytes"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("wav", "WAV audio"),
+        ("text", "text file"),
+        ("random", "magic bytes"),
+        ("empty", "the file is empty"),
+        ("checkpoint", "looks like a torch checkpoint"),
+        ("directory", "it is a directory"),
+    ],
+)
+def test_a_file_that_is_no_artifact_is_one_clear_input_error(tmp_path, kind, reason):
+    import soundfile as sf
+
+    from acoustic_lottery.models.checkpoint import save_checkpoint
+
+    path = tmp_path / f"{kind}.alot"
+    if kind == "wav":
+        sf.write(path, np.zeros(800, dtype=np.float32), 16000, format="WAV")
+    elif kind == "text":
+        path.write_text("not an artifact\n", encoding="utf-8")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(2).bytes(2048))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "checkpoint":
+        save_checkpoint(path, build_model("sic", 10, seed=0), {"feature_set": "lmfb"})
+    elif kind == "directory":
+        path.mkdir()
+    for load in (load_artifact, inspect_artifact):
+        with pytest.raises(InputError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"artifact {path}: not an int8 artifact (expected an int8 ")
+        assert reason in message and "\n" not in message
+
+
+def test_malformed_manifest_entries_are_input_errors(artifact):
+    def edit(manifest):
+        manifest["models"]["net"]["meta"] = [1, 2, 3]
+
+    _repack(artifact, edit)
+    with pytest.raises(InputError, match=r"m\.alot: manifest models\['net'\] is malformed"):
+        load_artifact(artifact, builder=build_standin)
+
+    def edit_folded(manifest):
+        manifest["models"]["net"]["meta"] = {}
+        manifest["models"]["net"]["folded"] = [["no.such.conv", "no.such.bn"]]
+
+    _repack(artifact, edit_folded)
+    with pytest.raises(InputError, match=r"m\.alot.*cannot be rebuilt"):
+        load_artifact(artifact, builder=build_standin)
+
+    def edit_models(manifest):
+        manifest["models"] = ["net"]
+
+    _repack(artifact, edit_models)
+    with pytest.raises(InputError, match=r"m\.alot: malformed manifest"):
+        inspect_artifact(artifact)

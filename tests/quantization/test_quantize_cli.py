@@ -167,6 +167,8 @@ def test_dense_artifact_is_within_the_size_bound(tmp_path, arch):
     assert size["within_bound"]
     # one byte per int8 weight: the int8 model is about a quarter of the float one
     assert size["dcase_kb"] < 0.3 * report["float_dcase_kb"]
+    # the artifact is BN-folded: its DCASE size is the report's size_kb_bn_folded
+    assert report["size_kb_bn_folded"] == pytest.approx(report["int8"]["kb"])
 
 
 def test_sparse_artifact_reports_its_overhead_honestly(tmp_path):

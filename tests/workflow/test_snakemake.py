@@ -10,39 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = Path(__file__).with_name("tiny_config.yaml")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", ACOUSTIC_LOTTERY_PROGRESS="0"
-    )
-    cmd = [
-        str(BIN / "snakemake"),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny")
-    shutil.copy(TINY, work / "config.yaml")
-    snakemake(work, "--cores", "2")
-    return work
 
 
 @pytest.mark.slow
@@ -118,22 +92,36 @@ def test_every_job_leaves_a_log_and_a_benchmark(tiny_run):
 
 
 @pytest.mark.slow
-def test_second_run_has_nothing_to_do(tiny_run):
-    proc = snakemake(tiny_run, "-n", "--cores", "2")
+def test_config_strings_never_reach_a_shell(tiny_run):
+    """The tiny config's data set path holds spaces, quotes, `;` and a `touch`: every
+    rule that reads it (generate, features, augment, speccorr, subsets) got it as one
+    argument, and nothing else ran."""
+    path = yaml.safe_load(TINY.read_text())["dataset"]["path"]
+    assert " " in path and "'" in path and '"' in path and "; touch PWNED" in path
+    assert (tiny_run / path / "synthetic.json").is_file()
+    with h5py.File(tiny_run / "results/tiny/features/lmfb/train/pitch.h5", "r") as f:
+        assert f.attrs["dataset_root"] == path  # as given, not split by a shell
+    assert list((tiny_run / "results/tiny").rglob("subsets/summary.json"))  # the study's
+    assert list(tiny_run.rglob("PWNED*")) == [] and list(ROOT.glob("PWNED*")) == []
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(tiny_run, smk):
+    proc = smk(tiny_run, "-n", "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_bad_config_key_stops_the_run_naming_it(tmp_path):
+def test_bad_config_key_stops_the_run_naming_it(tmp_path, smk):
     cfg = TINY.read_text().replace("  epochs: 2\n", "  epochz: 2\n")
     (tmp_path / "config.yaml").write_text(cfg)
-    proc = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    proc = smk(tmp_path, "-n", "--cores", "1", check=False)
     assert proc.returncode != 0
     assert "unknown config key 'training.epochz'" in proc.stdout + proc.stderr
 
 
-def test_dry_run_lists_the_jobs_of_rows_0_and_3(tmp_path):
+def test_dry_run_lists_the_jobs_of_rows_0_and_3(tmp_path, smk):
     shutil.copy(TINY, tmp_path / "config.yaml")
-    proc = snakemake(tmp_path, "-n", "--cores", "2")
+    proc = smk(tmp_path, "-n", "--cores", "2")
     out = proc.stdout
     for rule in ("generate_synthetic", "features", "train", "predict", "size", "row", "table"):
         assert f"rule {rule}:" in out or f"\n{rule} " in out or f" {rule}\n" in out, rule
@@ -160,18 +148,18 @@ def _lottery_jobs(out: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_changing_round_3_reruns_rounds_3_to_5_only(tiny_run):
+def test_changing_round_3_reruns_rounds_3_to_5_only(tiny_run, smk):
     override = tiny_run / "round3.yaml"
     override.write_text("models:\n  sic_chain:\n    lottery:\n      per_round: {3: {rate: 0.3}}\n")
-    proc = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", str(override.resolve()))
+    proc = smk(tiny_run, "-n", "--cores", "2", "--configfile", str(override.resolve()))
     assert _lottery_jobs(proc.stdout) == [
         f"results/tiny/models/sic_chain/round{t}" for t in (3, 4, 5)
     ]
 
 
-def test_dry_run_chains_the_five_lottery_rounds(tmp_path):
+def test_dry_run_chains_the_five_lottery_rounds(tmp_path, smk):
     shutil.copy(TINY, tmp_path / "config.yaml")
-    out = snakemake(tmp_path, "-n", "--cores", "2").stdout
+    out = smk(tmp_path, "-n", "--cores", "2").stdout
     assert _lottery_jobs(out) == [f"results/tiny/models/sic_chain/round{t}" for t in range(1, 6)]
     for block in out.split("rule lottery_round:")[1:]:
         inputs, rest = block.split("output:", 1)
@@ -181,13 +169,13 @@ def test_dry_run_chains_the_five_lottery_rounds(tmp_path):
         assert "models/sic/init.pt" in inputs  # Θ0 of every round
 
 
-def test_a_row_over_budget_stops_the_dag_naming_each_member(tmp_path):
+def test_a_row_over_budget_stops_the_dag_naming_each_member(tmp_path, smk):
     cfg = TINY.read_text().replace(
         '  "3": {members: [{model: sic}], over_budget_ok: true}',
         '  "3": {members: [{model: sic}]}',
     )
     (tmp_path / "config.yaml").write_text(cfg)
-    proc = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    proc = smk(tmp_path, "-n", "--cores", "1", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "table1.3" in out and "128 KB budget" in out and "sic 503.00 KB" in out

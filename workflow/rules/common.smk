@@ -2,7 +2,7 @@
 
 import re
 
-from acoustic_lottery import pipeline
+from acoustic_lottery import comparisons, pipeline
 
 DS = config["dataset"]["name"]
 RESULTS = f"results/{DS}"
@@ -18,6 +18,10 @@ CHAINS = [m for m in MODELS if pipeline.is_lottery(config, m)]
 PROGRESSIVE = [m for m in MODELS if pipeline.is_progressive(config, m)]
 DENSE = [m for m in MODELS if m not in CHAINS and m not in PROGRESSIVE]
 ROWS = sorted(pipeline.table_rows(config), key=pipeline.row_order)
+# Bootstrap settings of the intervals (rows and comparisons), as one JSON argument.
+STATISTICS = pipeline.spec_json(config["statistics"])
+# The configured comparisons as concrete file pairs; unbuildable pairs marked skipped.
+COMPARISON_PAIRS = comparisons.comparison_pairs(config, RESULTS)
 
 
 def _alternatives(names):
@@ -88,9 +92,12 @@ def teacher_inputs(wildcards):
 
 
 def teacher_args(wildcards, input):
-    return " ".join(
-        f"--teacher {h}={input[f'teacher_{h}']}" for h in _teachers(wildcards)
-    )
+    """`--teacher HEAD=CKPT` per teacher, as separate arguments (the rule quotes each)."""
+    return [
+        a
+        for h in _teachers(wildcards)
+        for a in ("--teacher", f"{h}={input[f'teacher_{h}']}")
+    ]
 
 
 def round_dir(name, t):
@@ -145,9 +152,9 @@ def lottery_round_inputs(wildcards):
 
 def previous_mask_arg(wildcards, input):
     return (
-        f"--previous-mask {input.previous_mask}"
+        ["--previous-mask", input.previous_mask]
         if "previous_mask" in input.keys()
-        else ""
+        else []
     )
 
 

@@ -1,6 +1,19 @@
 # The embedded synthetic data set, written in the TAU Urban Acoustic Scenes layout.
 
+from acoustic_lottery.data.synthetic import SyntheticConfig, check_generator_owns
+
 if SYNTHETIC:
+    # Before anything is scheduled: never let the workflow own (and so delete) a
+    # directory that the generator did not make.
+    check_generator_owns(DATA_ROOT)
+    # What the schema cannot check (places per scene at most the segments per scene),
+    # named by key before any job runs rather than when the generator starts.
+    SyntheticConfig.from_dict(dict(config["synthetic"]))
+
+    def places_option(split):
+        """--{split}-places-per-scene: the configured count, or "per-segment" for null."""
+        value = config["synthetic"][f"{split}_places_per_scene"]
+        return "per-segment" if value is None else value
 
     rule generate_synthetic:
         output:
@@ -17,11 +30,23 @@ if SYNTHETIC:
         params:
             s=config["synthetic"],
             cities=",".join(config["synthetic"]["cities"]),
+            train_places=places_option("train"),
+            eval_places=places_option("eval"),
         shell:
-            "acoustic-lottery generate --out {output} --seed {params.s[seed]}"
-            " --layout {params.s[layout]} --clip-seconds {params.s[clip_seconds]}"
-            " --train-segments-per-scene {params.s[train_segments_per_scene]}"
-            " --train-parallel-fraction {params.s[train_parallel_fraction]}"
-            " --eval-segments-per-scene {params.s[eval_segments_per_scene]}"
-            " --difficulty {params.s[difficulty]} --cities {params.cities}"
-            " > {log} 2>&1"
+            "acoustic-lottery generate --out {output:q} --seed {params.s[seed]:q}"
+            " --layout {params.s[layout]:q} --clip-seconds {params.s[clip_seconds]:q}"
+            " --train-segments-per-scene {params.s[train_segments_per_scene]:q}"
+            " --train-parallel-fraction {params.s[train_parallel_fraction]:q}"
+            " --eval-segments-per-scene {params.s[eval_segments_per_scene]:q}"
+            " --difficulty {params.s[difficulty]:q} --cities {params.cities:q}"
+            " --train-places-per-scene {params.train_places:q}"
+            " --eval-places-per-scene {params.eval_places:q}"
+            " --device-severity {params.s[device_severity]:q}"
+            " > {log:q} 2>&1"
+
+    # The data set by name (DVC's `dataset` stage): a target that is no path, so that
+    # dataset.path never appears on a command line.
+    rule synthetic_dataset:
+        input:
+            DATA_ROOT,
+        localrule: True

@@ -39,14 +39,14 @@ if efficiency.has_study(config):
         params:
             split_csv=f"{DATA_ROOT}/evaluation_setup/fold1_train.csv",
             root=DATA_ROOT,
-            fractions=" ".join(EFF_FRACTIONS),
+            fractions=list(EFF_FRACTIONS),
             seed=EFF_STUDY["seed"],
             missing=config["dataset"]["missing"],
             out_dir=lambda w, output: str(Path(output.summary).parent),
         shell:
-            "acoustic-lottery subsets --split-csv {params.split_csv} --root {params.root}"
-            " --fractions {params.fractions} --seed {params.seed} --out-dir {params.out_dir}"
-            " --missing {params.missing} --summary {output.summary} > {log} 2>&1"
+            "acoustic-lottery subsets --split-csv {params.split_csv:q} --root {params.root:q}"
+            " --fractions {params.fractions:q} --seed {params.seed:q} --out-dir {params.out_dir:q}"
+            " --missing {params.missing:q} --summary {output.summary:q} > {log:q} 2>&1"
 
     rule efficiency_features:
         input:
@@ -70,9 +70,9 @@ if efficiency.has_study(config):
             # the speccorr copy holds device-a clips only: other listed clips are absent
             missing=lambda w: "skip" if w.tcopy == "speccorr" else "error",
         shell:
-            "acoustic-lottery select-features --features {input.features}"
-            " --subset {input.subset} --out {output} --missing {params.missing}"
-            " > {log} 2>&1"
+            "acoustic-lottery select-features --features {input.features:q}"
+            " --subset {input.subset:q} --out {output:q} --missing {params.missing:q}"
+            " > {log:q} 2>&1"
 
     rule efficiency_teacher:
         input:
@@ -100,8 +100,8 @@ if efficiency.has_study(config):
             ),
             out_dir=lambda w: f"{EFF}/teachers/{w.teacher}/p{w.p}",
         shell:
-            "acoustic-lottery train --spec {params.spec:q} --train {input.train}"
-            " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+            "acoustic-lottery train --spec {params.spec:q} --train {input.train:q}"
+            " --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
 
     rule efficiency_train:
         input:
@@ -128,8 +128,8 @@ if efficiency.has_study(config):
             out_dir=lambda w: f"{EFF}/{w.system}/p{w.p}/dense",
             teacher=lambda w, input: efficiency.teacher_arg(input),
         shell:
-            "acoustic-lottery train --spec {params.spec:q} --train {input.train}"
-            " --out-dir {params.out_dir} --threads {threads} {params.teacher} > {log} 2>&1"
+            "acoustic-lottery train --spec {params.spec:q} --train {input.train:q}"
+            " --out-dir {params.out_dir:q} --threads {threads} {params.teacher:q} > {log:q} 2>&1"
 
     rule efficiency_prune:
         input:
@@ -159,9 +159,9 @@ if efficiency.has_study(config):
             out_dir=lambda w: f"{EFF}/{w.system}/p{w.p}/pruned",
             teacher=lambda w, input: efficiency.teacher_arg(input),
         shell:
-            "acoustic-lottery prune-progressive --spec {params.spec:q} --train {input.train}"
-            " --dense {input.dense} --out-dir {params.out_dir} {params.settings}"
-            " {params.teacher} --threads {threads} > {log} 2>&1"
+            "acoustic-lottery prune-progressive --spec {params.spec:q} --train {input.train:q}"
+            " --dense {input.dense:q} --out-dir {params.out_dir:q} {params.settings:q}"
+            " {params.teacher:q} --threads {threads} > {log:q} 2>&1"
 
     rule efficiency_deploy:
         input:
@@ -184,8 +184,8 @@ if efficiency.has_study(config):
             frames=EFF_LIMITS["frames"],
             bands=EFF_LIMITS["bands"],
         shell:
-            "acoustic-lottery reparameterize --model {input} --out {output}"
-            " --frames {params.frames} --bands {params.bands} > {log} 2>&1"
+            "acoustic-lottery reparameterize --model {input:q} --out {output:q}"
+            " --frames {params.frames:q} --bands {params.bands:q} > {log:q} 2>&1"
 
     rule efficiency_complexity:
         input:
@@ -210,14 +210,14 @@ if efficiency.has_study(config):
             max_kb=EFF_LIMITS["max_kb"],
             max_macs=EFF_LIMITS["max_macs"],
             dtype=(
-                f"--dtype {EFF_LIMITS['dtype']}"
+                ["--dtype", EFF_LIMITS["dtype"]]
                 if EFF_LIMITS["dtype"] is not None
-                else ""
+                else []
             ),
         shell:
-            "acoustic-lottery complexity --model {input} --out {output}"
-            " --frames {params.frames} --bands {params.bands} --max-kb {params.max_kb}"
-            " --max-macs {params.max_macs} {params.dtype} > {log} 2>&1"
+            "acoustic-lottery complexity --model {input:q} --out {output:q}"
+            " --frames {params.frames:q} --bands {params.bands:q} --max-kb {params.max_kb:q}"
+            " --max-macs {params.max_macs:q} {params.dtype:q} > {log:q} 2>&1"
 
     rule efficiency_predict:
         input:
@@ -238,8 +238,8 @@ if efficiency.has_study(config):
             mem_mb=4000,
             runtime=60,
         shell:
-            "acoustic-lottery predict --model {input.model} --features {input.features}"
-            " --head scene --out {output} > {log} 2>&1"
+            "acoustic-lottery predict --model {input.model:q} --features {input.features:q}"
+            " --head scene --out {output:q} > {log:q} 2>&1"
 
     rule efficiency_evaluate:
         input:
@@ -259,7 +259,7 @@ if efficiency.has_study(config):
             mem_mb=1000,
             runtime=10,
         shell:
-            "acoustic-lottery evaluate --predictions {input} --out {output} > {log} 2>&1"
+            "acoustic-lottery evaluate --predictions {input:q} --out {output:q} > {log:q} 2>&1"
 
     rule efficiency_system:
         input:
@@ -285,8 +285,8 @@ if efficiency.has_study(config):
             ),
             pruning=lambda w, input: EFFICIENCY.pruning_arg(input),
         shell:
-            "acoustic-lottery efficiency-system --spec {params.spec:q} {params.metrics}"
-            " {params.complexity} {params.pruning} --out {output} > {log} 2>&1"
+            "acoustic-lottery efficiency-system --spec {params.spec:q} {params.metrics:q}"
+            " {params.complexity:q} {params.pruning:q} --out {output:q} > {log:q} 2>&1"
 
     rule efficiency_table:
         input:
@@ -305,9 +305,9 @@ if efficiency.has_study(config):
             mem_mb=1000,
             runtime=5,
         shell:
-            "acoustic-lottery efficiency-table --systems {input.systems}"
-            " --subsets-summary {input.summary} --out-md {output.md}"
-            " --out-csv {output.csv} > {log} 2>&1"
+            "acoustic-lottery efficiency-table --systems {input.systems:q}"
+            " --subsets-summary {input.summary:q} --out-md {output.md:q}"
+            " --out-csv {output.csv:q} > {log:q} 2>&1"
 
     # `snakemake data_efficiency`: the study alone (rule all adds EFFICIENCY.targets()).
     rule data_efficiency:

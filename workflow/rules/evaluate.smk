@@ -18,8 +18,8 @@ rule predict:
         mem_mb=4000,
         runtime=60,
     shell:
-        "acoustic-lottery predict --model {input.model} --features {input.features}"
-        " --head {wildcards.head} --out {output} > {log} 2>&1"
+        "acoustic-lottery predict --model {input.model:q} --features {input.features:q}"
+        " --head {wildcards.head:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule size:
@@ -37,7 +37,7 @@ rule size:
         mem_mb=2000,
         runtime=10,
     shell:
-        "acoustic-lottery size {input} --output {output} --no-layers > {log} 2>&1"
+        "acoustic-lottery size {input:q} --output {output:q} --no-layers > {log:q} 2>&1"
 
 
 rule quantize:
@@ -58,9 +58,9 @@ rule quantize:
         mem_mb=2000,
         runtime=30,
     shell:
-        "acoustic-lottery quantize --model {input.model} --out {output.artifact}"
-        " --calibration {input.calibration} --float-size {input.float_size}"
-        " --report {output.report} > {log} 2>&1"
+        "acoustic-lottery quantize --model {input.model:q} --out {output.artifact:q}"
+        " --calibration {input.calibration:q} --float-size {input.float_size:q}"
+        " --report {output.report:q} > {log:q} 2>&1"
 
 
 rule predict_int8:
@@ -80,5 +80,5 @@ rule predict_int8:
         mem_mb=4000,
         runtime=60,
     shell:
-        "acoustic-lottery predict --model {input.model} --features {input.features}"
-        " --head {wildcards.head} --out {output} > {log} 2>&1"
+        "acoustic-lottery predict --model {input.model:q} --features {input.features:q}"
+        " --head {wildcards.head:q} --out {output:q} > {log:q} 2>&1"

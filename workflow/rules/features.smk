@@ -23,10 +23,10 @@ rule features:
         batch=config["features"]["batch_size"],
         overrides=lambda w: pipeline.spec_json(config["features"][w.fs]),
     shell:
-        "acoustic-lottery features --dataset-root {params.root} --split {wildcards.split}"
-        " --feature-set {wildcards.fs} --out {output} --seconds {params.seconds}"
-        " --missing {params.missing} --batch-size {params.batch} --workers {threads}"
-        " --params {params.overrides:q} > {log} 2>&1"
+        "acoustic-lottery features --dataset-root {params.root:q} --split {wildcards.split:q}"
+        " --feature-set {wildcards.fs:q} --out {output:q} --seconds {params.seconds:q}"
+        " --missing {params.missing:q} --batch-size {params.batch:q} --workers {threads}"
+        " --params {params.overrides:q} > {log:q} 2>&1"
 
 
 rule speccorr_coefficients:
@@ -50,9 +50,9 @@ rule speccorr_coefficients:
         seed=config["augment"]["seed"],
         max_pairs=config["augment"]["speccorr_max_pairs"],
     shell:
-        "acoustic-lottery speccorr-coefficients --dataset-root {params.root} --out {output}"
-        " --seconds {params.seconds} --missing {params.missing} --seed {params.seed}"
-        " --max-pairs {params.max_pairs} > {log} 2>&1"
+        "acoustic-lottery speccorr-coefficients --dataset-root {params.root:q} --out {output:q}"
+        " --seconds {params.seconds:q} --missing {params.missing:q} --seed {params.seed:q}"
+        " --max-pairs {params.max_pairs:q} > {log:q} 2>&1"
 
 
 rule augment:
@@ -84,11 +84,11 @@ rule augment:
         overrides=lambda w: pipeline.spec_json(config["features"][w.fs]),
         aug=lambda w: pipeline.spec_json(config["augment"]["params"].get(w.kind, {})),
         coefficients=lambda w, input: (
-            f"--coefficients {input.coefficients}" if w.kind == "speccorr" else ""
+            ["--coefficients", input.coefficients] if w.kind == "speccorr" else []
         ),
     shell:
-        "acoustic-lottery augment --kind {wildcards.kind} --dataset-root {params.root}"
-        " --out {output} --feature-set {wildcards.fs} --seconds {params.seconds}"
-        " --seed {params.seed} --missing {params.missing} --batch-size {params.batch}"
+        "acoustic-lottery augment --kind {wildcards.kind:q} --dataset-root {params.root:q}"
+        " --out {output:q} --feature-set {wildcards.fs:q} --seconds {params.seconds:q}"
+        " --seed {params.seed:q} --missing {params.missing:q} --batch-size {params.batch:q}"
         " --workers {threads} --params {params.overrides:q} --aug-params {params.aug:q}"
-        " {params.coefficients} > {log} 2>&1"
+        " {params.coefficients:q} > {log:q} 2>&1"

@@ -17,7 +17,7 @@ rule evaluate_model:
         mem_mb=1000,
         runtime=10,
     shell:
-        "acoustic-lottery evaluate --predictions {input} --out {output} > {log} 2>&1"
+        "acoustic-lottery evaluate --predictions {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule predict_round:
@@ -36,8 +36,8 @@ rule predict_round:
         mem_mb=4000,
         runtime=60,
     shell:
-        "acoustic-lottery predict --model {input.model} --features {input.features}"
-        " --head {wildcards.head} --out {output} > {log} 2>&1"
+        "acoustic-lottery predict --model {input.model:q} --features {input.features:q}"
+        " --head {wildcards.head:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_round:
@@ -55,7 +55,7 @@ rule evaluate_round:
         mem_mb=1000,
         runtime=10,
     shell:
-        "acoustic-lottery evaluate --predictions {input} --out {output} > {log} 2>&1"
+        "acoustic-lottery evaluate --predictions {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule lottery_dense:
@@ -75,8 +75,8 @@ rule lottery_dense:
     params:
         scope=lambda w: pipeline.lottery_settings(config, w.chain)["scope"],
     shell:
-        "acoustic-lottery lottery-dense --final {input} --out {output}"
-        " --scope {params.scope} > {log} 2>&1"
+        "acoustic-lottery lottery-dense --final {input:q} --out {output:q}"
+        " --scope {params.scope:q} > {log:q} 2>&1"
 
 
 rule lottery_point:
@@ -96,8 +96,8 @@ rule lottery_point:
     params:
         label=point_label,
     shell:
-        "acoustic-lottery lottery-point --round-report {input.report}"
-        " --metrics {input.metrics} --strategy {params.label} --out {output} > {log} 2>&1"
+        "acoustic-lottery lottery-point --round-report {input.report:q}"
+        " --metrics {input.metrics:q} --strategy {params.label:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure2:
@@ -119,7 +119,7 @@ rule figure2:
         mem_mb=2000,
         runtime=10,
     shell:
-        "acoustic-lottery figure2 --points {input} --out {output} > {log} 2>&1"
+        "acoustic-lottery figure2 --points {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure3:
@@ -142,8 +142,8 @@ rule figure3:
         mem_mb=2000,
         runtime=10,
     shell:
-        "acoustic-lottery figure3 --dense {input.dense} --pruned {input.pruned}"
-        " --out {output} > {log} 2>&1"
+        "acoustic-lottery figure3 --dense {input.dense:q} --pruned {input.pruned:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule devices:
@@ -166,10 +166,10 @@ rule devices:
         mem_mb=1000,
         runtime=5,
     params:
-        named=lambda w, input: " ".join(f"{k}={v}" for k, v in input.items()),
+        named=lambda w, input: [f"{k}={v}" for k, v in input.items()],
     shell:
-        "acoustic-lottery device-table --metrics {params.named} --out-md {output.md}"
-        " --out-png {output.png} > {log} 2>&1"
+        "acoustic-lottery device-table --metrics {params.named:q} --out-md {output.md:q}"
+        " --out-png {output.png:q} > {log:q} 2>&1"
 
 
 rule confusion:
@@ -191,5 +191,5 @@ rule confusion:
         mem_mb=1000,
         runtime=5,
     shell:
-        "acoustic-lottery confusion --metrics {input} --out {output}"
-        " --title {wildcards.model} > {log} 2>&1"
+        "acoustic-lottery confusion --metrics {input:q} --out {output:q}"
+        " --title {wildcards.model:q} > {log:q} 2>&1"

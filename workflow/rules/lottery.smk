@@ -32,10 +32,10 @@ rule lottery_round:
         previous_mask=previous_mask_arg,
         teachers=teacher_args,
     shell:
-        "acoustic-lottery lottery-round --round {wildcards.t} --spec {params.spec:q}"
-        " --train {input.train} --out-dir {params.out_dir} --theta0 {input.theta0}"
-        " --previous {input.previous} {params.previous_mask} {params.settings}"
-        " --threads {threads} {params.teachers} > {log} 2>&1"
+        "acoustic-lottery lottery-round --round {wildcards.t:q} --spec {params.spec:q}"
+        " --train {input.train:q} --out-dir {params.out_dir:q} --theta0 {input.theta0:q}"
+        " --previous {input.previous:q} {params.previous_mask:q} {params.settings:q}"
+        " --threads {threads} {params.teachers:q} > {log:q} 2>&1"
 
 
 rule prune_progressive:
@@ -63,6 +63,6 @@ rule prune_progressive:
         out_dir=lambda w: model_dir(w.prog),
         teachers=teacher_args,
     shell:
-        "acoustic-lottery prune-progressive --spec {params.spec:q} --train {input.train}"
-        " --dense {input.dense} --out-dir {params.out_dir} {params.settings}"
-        " --threads {threads} {params.teachers} > {log} 2>&1"
+        "acoustic-lottery prune-progressive --spec {params.spec:q} --train {input.train:q}"
+        " --dense {input.dense:q} --out-dir {params.out_dir:q} {params.settings:q}"
+        " --threads {threads} {params.teachers:q} > {log:q} 2>&1"

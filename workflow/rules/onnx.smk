@@ -21,8 +21,8 @@ rule export_onnx:
         mem_mb=2000,
         runtime=10,
     shell:
-        "acoustic-lottery export-onnx --model {input} --out {output.model}"
-        " --report {output.report} > {log} 2>&1"
+        "acoustic-lottery export-onnx --model {input:q} --out {output.model:q}"
+        " --report {output.report:q} > {log:q} 2>&1"
 
 
 rule quantize_onnx:
@@ -45,9 +45,9 @@ rule quantize_onnx:
         clips=config["onnx"]["calibration_clips"],
         seed=config["training"]["seed"],
     shell:
-        "acoustic-lottery quantize-onnx --model {input.model} --calibration {input.calibration}"
-        " --out {output.model} --max-clips {params.clips} --seed {params.seed}"
-        " --report {output.report} > {log} 2>&1"
+        "acoustic-lottery quantize-onnx --model {input.model:q} --calibration {input.calibration:q}"
+        " --out {output.model:q} --max-clips {params.clips:q} --seed {params.seed:q}"
+        " --report {output.report:q} > {log:q} 2>&1"
 
 
 rule compare_onnx:
@@ -69,9 +69,9 @@ rule compare_onnx:
     params:
         tolerance=config["onnx"]["tolerance_points"],
     shell:
-        "acoustic-lottery compare-onnx --model {input.checkpoint} --onnx {input.model}"
-        " --features {input.features} --out {output} --tolerance {params.tolerance}"
-        " --record-only > {log} 2>&1"
+        "acoustic-lottery compare-onnx --model {input.checkpoint:q} --onnx {input.model:q}"
+        " --features {input.features:q} --out {output:q} --tolerance {params.tolerance:q}"
+        " --record-only > {log:q} 2>&1"
 
 
 rule onnx_table:
@@ -94,9 +94,10 @@ rule onnx_table:
         mem_mb=500,
         runtime=5,
     params:
-        models=lambda w, input: " ".join(
-            f"--model {m} {c} {q}"
+        models=lambda w, input: [
+            a
             for m, c, q in zip(ONNX_MODELS, input.compare, input.quantize)
-        ),
+            for a in ("--model", m, c, q)
+        ],
     shell:
-        "acoustic-lottery onnx-table {params.models} --out-md {output} > {log} 2>&1"
+        "acoustic-lottery onnx-table {params.models:q} --out-md {output:q} > {log:q} 2>&1"

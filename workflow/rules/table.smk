@@ -1,4 +1,5 @@
-# Table 1 rows: fuse/ensemble member predictions, evaluate, size, and the paper beside.
+# Table 1 rows: fuse/ensemble member predictions, evaluate, size, and the paper beside;
+# every accuracy and log loss with its cluster-bootstrap interval over recordings.
 
 
 rule row:
@@ -19,11 +20,13 @@ rule row:
         runtime=10,
     params:
         spec=lambda w: pipeline.spec_json(pipeline.row_spec(config, w.row)),
+        statistics=STATISTICS,
     shell:
         "acoustic-lottery row --spec {params.spec:q}"
-        " --predictions {input.predictions}"
-        " --sizes {input.sizes} --out {output.row}"
-        " --out-predictions {output.predictions} > {log} 2>&1"
+        " --predictions {input.predictions:q}"
+        " --sizes {input.sizes:q} --out {output.row:q}"
+        " --out-predictions {output.predictions:q}"
+        " --statistics {params.statistics:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -46,5 +49,34 @@ rule table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "acoustic-lottery table --rows {input} --out-md {output.md}"
-        " --out-csv {output.csv} > {log} 2>&1"
+        "acoustic-lottery table --rows {input:q} --out-md {output.md:q}"
+        " --out-csv {output.csv:q} > {log:q} 2>&1"
+
+
+# The report's claims (config `comparisons`, plus every lottery chain against its
+# controls): B - A with paired intervals. Pairs this config does not build are listed as
+# skipped, so the rule exists (and writes its files) for every configuration.
+rule comparisons:
+    input:
+        comparisons.pair_files(COMPARISON_PAIRS),
+    output:
+        md=f"{RESULTS}/comparisons.md",
+        csv=f"{RESULTS}/comparisons.csv",
+        json=f"{RESULTS}/comparisons.json",
+    log:
+        f"{LOGS}/comparisons.log",
+    benchmark:
+        f"{BENCH}/comparisons.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        pairs=pipeline.spec_json(COMPARISON_PAIRS),
+        statistics=STATISTICS,
+    shell:
+        "acoustic-lottery comparisons --pairs {params.pairs:q}"
+        " --predictions {input:q} --statistics {params.statistics:q}"
+        " --out-md {output.md:q} --out-csv {output.csv:q}"
+        " --out-json {output.json:q} > {log:q} 2>&1"

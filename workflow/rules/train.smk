@@ -24,5 +24,5 @@ rule train:
         out_dir=lambda w: model_dir(w.dense),
         teachers=teacher_args,
     shell:
-        "acoustic-lottery train --spec {params.spec:q} --train {input.train}"
-        " --out-dir {params.out_dir} --threads {threads} {params.teachers} > {log} 2>&1"
+        "acoustic-lottery train --spec {params.spec:q} --train {input.train:q}"
+        " --out-dir {params.out_dir:q} --threads {threads} {params.teachers:q} > {log:q} 2>&1"

@@ -49,7 +49,7 @@ def _gain_for_config(
         coeffs, info, source = dict(coefficients), {}, None
     else:
         coeffs, info = load_coefficients(coefficients)
-        source = str(Path(coefficients).resolve())
+        source = str(coefficients)
     est_rate = info.get("sample_rate")
     if est_rate is not None and int(est_rate) != int(cfg.sample_rate):
         raise InputError(
@@ -121,7 +121,7 @@ def make_copy(
     cfg = make_config(feature_set) if feature_cfg is None else feature_cfg
     root = Path(dataset_root)
     meta = read_split(root, "train", missing=missing)
-    extra: dict[str, Any] = {"dataset_root": str(root.resolve())}
+    extra: dict[str, Any] = {"dataset_root": str(root)}  # as given: no host paths
     transform: WaveTransform | None = None
     gain: np.ndarray | None = None
     if kind in WAVE_KINDS:

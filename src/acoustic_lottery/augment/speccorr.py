@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import atomic_path, progress
+from acoustic_lottery.io import progress, write_npz
 from acoustic_lottery.labels import DEVICES
 
 log = logging.getLogger(__name__)
@@ -302,14 +302,13 @@ def save_coefficients(
         raise InputError(f"{path}: no coefficients to save")
     matrix = np.stack([np.asarray(coeffs[d], dtype=np.float64) for d in devices])
     info = json.dumps(dict(meta_info), sort_keys=True, default=str)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            devices=np.array(devices, dtype=str),
-            coefficients=matrix,
-            meta=np.array(info),
-            format=np.array(FORMAT),
-        )
+    write_npz(
+        path,
+        devices=np.array(devices, dtype=str),
+        coefficients=matrix,
+        meta=np.array(info),
+        format=np.array(FORMAT),
+    )
 
 
 def load_coefficients(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -31,6 +31,7 @@ GROUPS: tuple[str, ...] = (
     "repmobile",
     "quantize",
     "efficiency",
+    "probe",
 )
 
 #: The module that adds each verb. A job imports only its own verb's module: torch,
@@ -60,6 +61,7 @@ VERB_GROUPS: dict[str, str] = {
     "compare-onnx": "onnx",
     "row": "table",
     "table": "table",
+    "comparisons": "table",
     "device-table": "table",
     "onnx-table": "table",
     "reparameterize": "repmobile",
@@ -70,6 +72,7 @@ VERB_GROUPS: dict[str, str] = {
     "select-features": "efficiency",
     "efficiency-system": "efficiency",
     "efficiency-table": "efficiency",
+    "probe": "probe",
 }
 
 

@@ -91,7 +91,7 @@ def run_speccorr_coefficients(args: argparse.Namespace) -> int:
         method=args.method,
     )
     info = {
-        "dataset_root": str(root.resolve()),
+        "dataset_root": str(root),
         "split": "train",
         "reference": speccorr.REFERENCE_DEVICE,
         "n_fft": args.n_fft,

@@ -3,7 +3,9 @@
     acoustic-lottery generate --out data/synthetic [--seed 0] [--layout tau2020]
         [--clip-seconds 1] [--train-segments-per-scene 40]
         [--train-parallel-fraction 0.15] [--eval-segments-per-scene 4]
-        [--difficulty 0.5] [--cities barcelona,helsinki,...] [--overwrite]
+        [--difficulty 0.5] [--cities barcelona,helsinki,...]
+        [--train-places-per-scene N|per-segment] [--eval-places-per-scene N|per-segment]
+        [--device-severity 1.0] [--overwrite]
 
     acoustic-lottery check-dataset --root /data/TAU-urban-acoustic-scenes-2020-mobile-development
         [--missing error|skip]
@@ -34,7 +36,13 @@ _CONFIG_OPTIONS: tuple[tuple[str, str], ...] = (
     ("eval_segments_per_scene", "eval_segments_per_scene"),
     ("difficulty", "difficulty"),
     ("subsegments_per_segment", "subsegments_per_segment"),
+    ("train_places_per_scene", "train_places_per_scene"),
+    ("eval_places_per_scene", "eval_places_per_scene"),
+    ("device_severity", "device_severity"),
 )
+
+#: The value of a --*-places-per-scene option that asks for one place per segment.
+PLACE_PER_SEGMENT = "per-segment"
 
 
 def parse_cities(text: str) -> list[str]:
@@ -45,6 +53,18 @@ def parse_cities(text: str) -> list[str]:
     return cities
 
 
+def _places(text: str) -> int | str:
+    """An option value: a positive integer, or 'per-segment' (one place per segment)."""
+    if text == PLACE_PER_SEGMENT:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or {PLACE_PER_SEGMENT!r}, got {text!r}"
+        ) from None
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """SyntheticConfig from the options given (the dataclass defaults for the rest)."""
     from acoustic_lottery.data.synthetic import SyntheticConfig
@@ -52,7 +72,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     values: dict[str, Any] = {}
     for option, key in _CONFIG_OPTIONS:
         value = getattr(args, option)
-        if value is not None:
+        if value == PLACE_PER_SEGMENT:
+            values[key] = None
+        elif value is not None:
             values[key] = value
     if args.cities is not None:
         values["cities"] = parse_cities(args.cities)
@@ -73,7 +95,7 @@ def dataset_report(root: Path, missing: str = "error") -> dict[str, Any]:
     """Counts per split, device and scene of a TAU-layout data set, as the pipeline reads it."""
     from acoustic_lottery.data.tau import SPLITS, read_split
 
-    report: dict[str, Any] = {"root": str(Path(root).resolve()), "splits": {}}
+    report: dict[str, Any] = {"root": str(root), "splits": {}}
     tables = {}
     for split in SPLITS:
         table = read_split(Path(root), split, missing=missing)
@@ -128,6 +150,22 @@ def register(subparsers: Any) -> None:
         "--difficulty", type=float, default=None, help="0 (easy) .. 1 (hard), default 0.5"
     )
     g.add_argument("--cities", default=None, help="comma-separated city names")
+    for split, what in (("train", "training"), ("eval", "evaluation")):
+        g.add_argument(
+            f"--{split}-places-per-scene",
+            type=_places,
+            default=None,
+            metavar="N|per-segment",
+            help=f"places (city-location) per scene of the {what} split, at most its "
+            f"segments per scene; {PLACE_PER_SEGMENT!r} (the default): one per segment",
+        )
+    g.add_argument(
+        "--device-severity",
+        type=float,
+        default=None,
+        help="scale of every device's departure from flat: 1 (default) the drawn devices, "
+        "0 all flat like device a",
+    )
     g.add_argument(
         "--subsegments-per-segment",
         type=int,

@@ -22,7 +22,12 @@ from acoustic_lottery.models.checkpoint import load_checkpoint, load_model
 from acoustic_lottery.models.heads import SCENE_CLASSES, SUPER_CLASSES
 from acoustic_lottery.models.macs import count_macs
 from acoustic_lottery.models.registry import ARCHS, build_model
-from acoustic_lottery.models.size import DTYPE_CHOICES, int8_estimate, size_report
+from acoustic_lottery.models.size import (
+    DTYPE_CHOICES,
+    bn_folded_size,
+    int8_estimate,
+    size_report,
+)
 
 #: Default input of each feature set: (channels are the model's, bands, frames of 10 s).
 DEFAULT_INPUT: dict[str, tuple[int, int]] = {"lmfb": (128, 423), "baseline": (40, 500)}
@@ -34,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="size (DCASE 2021 rule), int8 estimate and MACs of a model",
         description=(
             "Print a JSON size report: every stored value incl. BN statistics, zeros "
-            "skipped, KB = 1024 bytes; plus the BN-folded int8 estimate and the MACs on "
+            "skipped, KB = 1024 bytes; the same after folding BN into the conv biases "
+            "(size_kb_bn_folded); the BN-folded int8 estimate and the MACs on "
             "the default input (lmfb 3×128×423, baseline 1×40×500)."
         ),
     )
@@ -124,6 +130,7 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
     shape = _input_shape(args, int(spec["in_channels"]), feature_set)
     macs = count_macs(model, shape)
     int8 = int8_estimate(model)
+    folded = bn_folded_size(model, dtype_bytes=dtype_bytes)
     report = {
         **source,
         **spec,
@@ -138,6 +145,9 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
         "dense_kb": size["dense_kb"],
         "sparsity": size["sparsity"],
         "rule": size["rule"],
+        # the same rule after folding BN into the conv biases (what a deployment stores)
+        "size_kb_bn_folded": folded["kb"],
+        "bn_folded": {k: v for k, v in folded.items() if k != "kb"},
         "int8_estimate": {k: v for k, v in int8.items() if k != "layers"},
         "macs": macs["macs"],
         "input_shape": macs["input_shape"],

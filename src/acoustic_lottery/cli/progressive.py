@@ -7,7 +7,8 @@
         [--teacher HEAD=CKPT ...] [--threads N]
 
 Options left out take the ``progressive`` preset's values (`pruning.schedule.PRESETS`).
-Outputs in --out-dir: phases/, mask.pt, history.csv, progressive.json, final.pt (last).
+Outputs in --out-dir: mask.pt, history.csv, progressive.json, final.pt; phases/ holds the
+resume state while the job runs and is removed when it finishes.
 Rerunning an interrupted job reuses the finished phases and resumes the current one.
 """
 

@@ -1,5 +1,6 @@
-"""Verbs `row`, `table`, `device-table` and `onnx-table`: Table 1 rows from prediction
-files, the whole table, and the Markdown tables beside it (none imports torch)."""
+"""Verbs `row`, `table`, `comparisons`, `device-table` and `onnx-table`: Table 1 rows
+from prediction files, the whole table, the paired comparisons of the report's claims,
+and the Markdown tables beside it (none imports torch)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,48 @@ from pathlib import Path
 from acoustic_lottery.errors import InputError
 
 
+def _json_arg(text: str, option: str, kind: type = dict):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{option}: not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise InputError(f"{option}: expected a JSON {kind.__name__}, found {value!r}")
+    return value
+
+
 def _row(args: argparse.Namespace) -> int:
     from acoustic_lottery.table1 import write_row
 
-    try:
-        spec = json.loads(args.spec)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--spec: not valid JSON: {exc}") from exc
-    row = write_row(spec, args.predictions, args.sizes, args.out, args.out_predictions)
+    spec = _json_arg(args.spec, "--spec")
+    statistics = _json_arg(args.statistics, "--statistics") if args.statistics else None
+    row = write_row(spec, args.predictions, args.sizes, args.out, args.out_predictions, statistics)
     o, p = row["ours"], row["paper"]
+    acc_ci, ll_ci = o["accuracy_ci"], o["log_loss_ci"]
     print(
         f"row {row['row']} ({row['system']}): accuracy {o['accuracy']:.1f} % "
-        f"(paper {p['accuracy']}), log loss {o['log_loss']:.3f} (paper {p['log_loss']}), "
-        f"size {o['size_kb']:.1f} KB (paper {p['size_text']})"
+        f"[{acc_ci[0]:.1f}, {acc_ci[1]:.1f}] (paper {p['accuracy']}), log loss "
+        f"{o['log_loss']:.3f} [{ll_ci[0]:.3f}, {ll_ci[1]:.3f}] (paper {p['log_loss']}), "
+        f"size {o['size_kb']:.1f} KB (paper {p['size_text']}); "
+        f"{o['n_clips']} clips of {o['n_recordings']} recordings"
     )
+    return 0
+
+
+def _comparisons(args: argparse.Namespace) -> int:
+    from acoustic_lottery.comparisons import write_comparisons
+
+    pairs = _json_arg(args.pairs, "--pairs", list)
+    statistics = _json_arg(args.statistics, "--statistics") if args.statistics else None
+    result = write_comparisons(
+        pairs,
+        args.predictions,
+        out_md=args.out_md,
+        out_csv=args.out_csv,
+        out_json=args.out_json,
+        statistics=statistics,
+    )
+    print(Path(result["out_md"]).read_text(encoding="utf-8"), end="")
     return 0
 
 
@@ -80,7 +109,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--out-predictions", type=Path, help="write the fused predictions here")
+    p.add_argument(
+        "--statistics",
+        metavar="JSON",
+        help='bootstrap settings {"n_boot": 2000, "seed": 0, "level": 0.95} (these defaults)',
+    )
     p.set_defaults(func=_row)
+
+    c = sub.add_parser(
+        "comparisons",
+        help="paired cluster-bootstrap differences of the report's claims (B - A)",
+        description="For each pair (claim, A, B): the difference B - A in accuracy points "
+        "and in log loss with its paired cluster-bootstrap interval over recordings, as "
+        "Markdown, CSV and JSON.",
+    )
+    c.add_argument(
+        "--pairs",
+        required=True,
+        metavar="JSON",
+        help="list of {claim, a: {label, files, select}, b: {...}, devices} (from the workflow)",
+    )
+    c.add_argument(
+        "--predictions",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="every prediction file the pairs name (the job's inputs)",
+    )
+    c.add_argument("--statistics", metavar="JSON", help="bootstrap settings, as for `row`")
+    c.add_argument("--out-md", type=Path, required=True)
+    c.add_argument("--out-csv", type=Path, required=True)
+    c.add_argument("--out-json", type=Path, required=True)
+    c.set_defaults(func=_comparisons)
 
     t = sub.add_parser("table", help="Table 1 as Markdown and CSV from row JSON files")
     t.add_argument("--rows", nargs="+", type=Path, required=True)

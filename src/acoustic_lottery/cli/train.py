@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.models.checkpoint import load_checkpoint
+from acoustic_lottery.models.checkpoint import describe_content, load_checkpoint
 from acoustic_lottery.training.spec import TrainSpec
 from acoustic_lottery.training.trainer import train
 
@@ -42,7 +40,7 @@ def parse_spec_arg(value: str) -> TrainSpec:
 
 
 def parse_teachers(values: list[str]) -> dict[str, Path]:
-    """HEAD=CKPT pairs -> {head: path}; each head at most once, each file must exist."""
+    """HEAD=CKPT pairs -> {head: path}; each head at most once, each file a checkpoint."""
     out: dict[str, Path] = {}
     for v in values:
         head, sep, path = v.partition("=")
@@ -56,6 +54,10 @@ def parse_teachers(values: list[str]) -> dict[str, Path]:
             raise InputError(f"--teacher: head {head!r} given twice")
         if not Path(path).is_file():
             raise InputError(f"--teacher {v!r}: no such file {path}")
+        try:  # before any training data is read: a wrong file fails at once
+            load_checkpoint(path)
+        except InputError as e:
+            raise InputError(f"--teacher {v!r}: {e}") from e
         out[head] = Path(path)
     return out
 
@@ -66,8 +68,15 @@ def load_mask_file(path: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"--mask {path}: no such file")
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as e:
-        raise InputError(f"--mask {path}: not a torch file of tensors ({e})") from e
+    except Exception as e:  # torch.load raises many types on foreign bytes
+        with open(path, "rb") as fh:
+            hint = describe_content(fh.read(512))
+        if hint is None:
+            hint = f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+        raise InputError(
+            f"--mask {path}: not a torch file of tensors (expected a dict parameter name -> "
+            f"bool tensor saved by torch.save): {hint}"
+        ) from e
     if isinstance(obj, dict) and "format" in obj and "mask" in obj:
         obj = obj["mask"]
     if not isinstance(obj, dict) or not all(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import threading
 from pathlib import Path
 
@@ -27,6 +28,12 @@ _WARN_LOCK = threading.Lock()
 
 _PCM24_MAX = 2**23 - 1
 
+#: WAVE format tags whose block_align is one frame: PCM, IEEE float, A-law, mu-law.
+_FRAME_TAGS = {0x0001, 0x0003, 0x0006, 0x0007}
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+#: Chunks walked before giving up on finding 'data' (real files have a handful).
+_MAX_CHUNKS = 1024
+
 
 def _warn_resample(path: Path, source: int, target: int) -> None:
     with _WARN_LOCK:
@@ -43,6 +50,67 @@ def _warn_resample(path: Path, source: int, target: int) -> None:
     )
 
 
+def _check_wav_complete(path: Path) -> None:
+    """InputError if a RIFF/RF64 WAV file holds less audio data than its header promises.
+
+    libsndfile (1.2) silently clamps the frame count of a truncated WAV to the bytes that
+    are present, so a cut-off download would be read short and zero-padded. This walks
+    the chunk headers up to 'data' (a few small reads, no audio decoded) and compares
+    the data chunk size with the bytes left in the file. Other formats are not checked;
+    a WAV this cannot parse is left to libsndfile.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
+            return
+        endian = ">" if head[:4] == b"RIFX" else "<"
+        ds64_data_size: int | None = None
+        block_align = 0
+        frames_known = False
+        offset = 12
+        for _ in range(_MAX_CHUNKS):
+            f.seek(offset)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            chunk_id, chunk_size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if chunk_id == b"ds64":
+                body = f.read(16)
+                if len(body) == 16:
+                    ds64_data_size = struct.unpack("<Q", body[8:16])[0]
+            elif chunk_id == b"fmt ":
+                body = f.read(min(chunk_size, 40))
+                if len(body) >= 14:
+                    tag = struct.unpack(endian + "H", body[:2])[0]
+                    block_align = struct.unpack(endian + "H", body[12:14])[0]
+                    if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
+                        tag = struct.unpack(endian + "H", body[24:26])[0]  # SubFormat GUID
+                    frames_known = tag in _FRAME_TAGS and block_align > 0
+            elif chunk_id == b"data":
+                promised = chunk_size
+                if chunk_size == 0xFFFFFFFF:
+                    if ds64_data_size is None:
+                        return  # unknown length (a streamed file): nothing to compare
+                    promised = ds64_data_size
+                held = size - (offset + 8)
+                if held >= promised:
+                    return
+                if frames_known:
+                    what = (
+                        f"the header promises {promised // block_align} frames, "
+                        f"the file holds {held // block_align}"
+                    )
+                else:
+                    what = f"the header promises {promised} bytes of audio, the file holds {held}"
+                raise InputError(
+                    f"{path}: truncated audio file: {what} (re-copy or re-download it)"
+                )
+            offset += 8 + chunk_size + (chunk_size & 1)
+            if offset >= size:
+                return
+
+
 def fit_length(y: np.ndarray, n: int) -> np.ndarray:
     """Cut `y` to `n` samples or zero-pad it at the end, so batches stack."""
     if len(y) >= n:
@@ -57,6 +125,8 @@ def load_audio(
 
     Channels are averaged; another sample rate is resampled with soxr_hq (logged once
     per rate) so that a stray 48 kHz file does not silently change the feature grid.
+    A truncated WAV file (less data than its header promises) and NaN or infinite
+    samples are InputErrors naming the file rather than silent zeros.
     """
     path = Path(path)
     if sample_rate <= 0:
@@ -65,8 +135,18 @@ def load_audio(
         data, source_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise InputError(f"{path}: cannot read audio file: {exc}") from exc
+    try:
+        _check_wav_complete(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read audio file: {exc}") from exc
     if data.shape[0] == 0:
         raise InputError(f"{path}: audio file contains no samples")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise InputError(
+            f"{path}: audio contains NaN or infinite samples "
+            f"({finite.size - int(np.count_nonzero(finite))} of {finite.size})"
+        )
     y = data.mean(axis=1, dtype=np.float64) if data.shape[1] > 1 else data[:, 0]
     if source_rate != sample_rate:
         import librosa  # deferred: its import and first call are slow
@@ -115,5 +195,7 @@ def write_wav(path: str | os.PathLike[str], y: np.ndarray, sample_rate: int) -> 
     # costs about a millisecond per file and dominates writing thousands of short clips.
     buf = io.BytesIO()
     sf.write(buf, to_pcm24(y), int(sample_rate), subtype="PCM_24", format="WAV")
-    with atomic_path(path) as tmp:
+    # No scan for a killed writer's leftovers: thousands of clips go into one directory
+    # (the generator writes into a fresh one, so there are none).
+    with atomic_path(path, clean_stale=False) as tmp:
         tmp.write_bytes(buf.getvalue())

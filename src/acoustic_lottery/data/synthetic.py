@@ -43,7 +43,14 @@ from scipy import fft as sp_fft
 
 from acoustic_lottery.data.audio import write_wav
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import atomic_path, progress, write_json
+from acoustic_lottery.io import (
+    TMP_MARK,
+    atomic_path,
+    progress,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
 from acoustic_lottery.labels import DEVICES, SCENE_TO_SUPER, SCENES, SUPER_CLASSES, TRAIN_DEVICES
 
 log = logging.getLogger(__name__)
@@ -86,6 +93,14 @@ class SyntheticConfig:
     cities: list[str] = field(default_factory=lambda: list(DEFAULT_CITIES))
     difficulty: float = 0.5
     subsegments_per_segment: int = 10
+    #: Places (city-location) per scene in each split; None: one place per segment.
+    #: The segments of a split are dealt to its places in turn, so a value above the
+    #: split's segments per scene is an error (a place without a segment does not exist).
+    train_places_per_scene: int | None = None
+    eval_places_per_scene: int | None = None
+    #: Scales every device's departure from flat (EQ peaks, tilt, band limits, gain,
+    #: noise floor, saturation): 1 is the drawn devices, 0 makes every device flat.
+    device_severity: float = 1.0
 
     def validate(self) -> None:
         """InputError naming the key if a value is out of range (before any work)."""
@@ -110,6 +125,25 @@ class SyntheticConfig:
             raise bad("train_parallel_fraction", "a fraction in [0, 1]", frac)
         if not isinstance(self.difficulty, (int, float)) or not 0.0 <= self.difficulty <= 1.0:
             raise bad("difficulty", "a number in [0, 1]", self.difficulty)
+        sev = self.device_severity
+        if isinstance(sev, bool) or not isinstance(sev, (int, float)) or not 0.0 <= sev <= 1.0:
+            raise bad("device_severity", "a number in [0, 1]", sev)
+        for key, segments_key in (
+            ("train_places_per_scene", "train_segments_per_scene"),
+            ("eval_places_per_scene", "eval_segments_per_scene"),
+        ):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(key, "a positive integer or null (one place per segment)", value)
+            if value > getattr(self, segments_key):
+                raise bad(
+                    key,
+                    f"at most {segments_key} ({getattr(self, segments_key)}): every place "
+                    "holds at least one segment",
+                    value,
+                )
         n_sub = self.subsegments_per_segment
         if isinstance(n_sub, bool) or not isinstance(n_sub, int) or not 1 <= n_sub <= 100:
             raise bad("subsegments_per_segment", "an integer in [1, 100]", n_sub)
@@ -120,6 +154,16 @@ class SyntheticConfig:
                 raise bad("cities", "lower-case names of letters and '_' (no '-')", city)
         if len(set(self.cities)) != len(self.cities):
             raise bad("cities", "distinct city names", self.cities)
+
+    def places_per_scene(self, split: str) -> int:
+        """Places (city-location) per scene of `split` ("train" or "evaluate")."""
+        if split == "train":
+            places, segments = self.train_places_per_scene, self.train_segments_per_scene
+        elif split == "evaluate":
+            places, segments = self.eval_places_per_scene, self.eval_segments_per_scene
+        else:
+            raise ValueError(f"unknown split {split!r}: expected 'train' or 'evaluate'")
+        return segments if places is None else places
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SyntheticConfig:
@@ -876,6 +920,10 @@ def _render_recording(
 # Devices
 
 
+#: Device a's band limits and noise floor: where `DeviceModel.scaled` moves devices to.
+_FLAT_HIGHPASS_HZ, _FLAT_LOWPASS_HZ, _FLAT_NOISE_DBFS = 20.0, 20000.0, -85.0
+
+
 @dataclass(frozen=True)
 class DeviceModel:
     """A recording device: smooth EQ, band limits, gain, noise floor and soft saturation.
@@ -896,16 +944,30 @@ class DeviceModel:
     drive: float  # 0 = linear; k > 0 applies tanh(k x) / k
 
     @classmethod
-    def draw(cls, seed: int, device: str) -> DeviceModel:
-        """The model of `device` under data-set `seed`; "a" is the near-flat reference."""
+    def draw(cls, seed: int, device: str, severity: float = 1.0) -> DeviceModel:
+        """The model of `device` under data-set `seed`; "a" is the near-flat reference.
+
+        A pure function of (seed, the device's index in DEVICES, severity): every
+        device other than a is drawn from one and the same distribution, so the
+        devices unseen in training (s4-s6) are no harder by construction than the
+        seen ones (b, c, s1-s3). `severity` scales the drawn departure from flat
+        (`scaled`).
+        """
         rng = _rng(seed, _KEY_DEVICE, DEVICES.index(device))
+        return cls._draw(rng, device).scaled(severity)
+
+    @classmethod
+    def _draw(cls, rng: np.random.Generator, device: str) -> DeviceModel:
         if device == "a":
             peaks = tuple(
                 (float(math.exp(rng.uniform(math.log(100), math.log(12000)))),
                  float(rng.normal(0.0, 0.7)), float(rng.uniform(0.5, 1.5)))
                 for _ in range(2)
             )  # fmt: skip
-            return cls("a", peaks, 0.0, 20.0, 20000.0, 0.0, -85.0, -3.0, 0.0)
+            return cls(
+                "a", peaks, 0.0, _FLAT_HIGHPASS_HZ, _FLAT_LOWPASS_HZ, 0.0, _FLAT_NOISE_DBFS,
+                -3.0, 0.0,
+            )  # fmt: skip
         peaks = tuple(
             (float(math.exp(rng.uniform(math.log(100), math.log(10000)))),
              float(rng.choice([-1.0, 1.0]) * rng.uniform(4.0, 12.0)),
@@ -922,6 +984,36 @@ class DeviceModel:
             noise_dbfs=float(rng.uniform(-65.0, -48.0)),
             noise_tilt=float(rng.uniform(-4.0, 0.0)),
             drive=float(rng.uniform(0.0, 2.0)),
+        )
+
+    def scaled(self, severity: float) -> DeviceModel:
+        """This device with its departure from flat scaled by `severity` (in [0, 1]).
+
+        EQ peak gains, tilt, gain and saturation drive are multiplied by `severity`;
+        the band limits move toward the full band (20 Hz - 20 kHz, device a's) on a
+        log-frequency scale; the noise floor moves toward a's -85 dBFS in dB. 1 returns
+        the model unchanged (the same object: byte-identical audio), 0 a flat device.
+        """
+        if not 0.0 <= severity <= 1.0:
+            raise ValueError(f"device severity must be in [0, 1], got {severity!r}")
+        if severity == 1.0:
+            return self
+
+        def toward(flat: float, value: float) -> float:
+            return flat + severity * (value - flat)
+
+        def toward_log(flat: float, value: float) -> float:
+            return math.exp(toward(math.log(flat), math.log(value)))
+
+        return dataclasses.replace(
+            self,
+            peaks=tuple((fc, severity * gain, width) for fc, gain, width in self.peaks),
+            tilt_db_oct=severity * self.tilt_db_oct,
+            highpass_hz=toward_log(_FLAT_HIGHPASS_HZ, self.highpass_hz),
+            lowpass_hz=toward_log(_FLAT_LOWPASS_HZ, self.lowpass_hz),
+            gain_db=severity * self.gain_db,
+            noise_dbfs=toward(_FLAT_NOISE_DBFS, self.noise_dbfs),
+            drive=severity * self.drive,
         )
 
     def response(self, grid: _Grid) -> np.ndarray:
@@ -973,6 +1065,10 @@ def plan(cfg: SyntheticConfig) -> list[Recording]:
     Train: every segment on device a, a fraction `train_parallel_fraction` also on
     b, c, s1-s3 (so a dominates, as in TAU: 10,215 a vs 750 each). Evaluate: every
     segment on all nine devices (balanced, with s4-s6 unseen in training).
+
+    Each scene of a split has `cfg.places_per_scene(split)` places, spread over the
+    cities in turn (a city holds as many locations as it is dealt), and the split's
+    segments are dealt to its places in turn, so places differ by one segment at most.
     """
     rng = _rng(cfg.seed, _KEY_PLAN)
     cities = list(cfg.cities)
@@ -980,11 +1076,15 @@ def plan(cfg: SyntheticConfig) -> list[Recording]:
     next_segment = dict.fromkeys(cities, 0)
     out: list[Recording] = []
     for scene in SCENES:
-        for split, n_seg, per_city in (
-            ("train", cfg.train_segments_per_scene, 2),
-            ("evaluate", cfg.eval_segments_per_scene, 1),
+        for split, n_seg in (
+            ("train", cfg.train_segments_per_scene),
+            ("evaluate", cfg.eval_segments_per_scene),
         ):
-            n_loc = min(n_seg, per_city * len(cities))
+            n_loc = cfg.places_per_scene(split)
+            if not 1 <= n_loc <= n_seg:  # validate() names the key; plan() may get raw configs
+                raise InputError(
+                    f"synthetic config: {n_loc} {split} places per scene for {n_seg} segments"
+                )
             first = int(rng.integers(0, len(cities)))
             places = []
             for j in range(n_loc):
@@ -1049,6 +1149,38 @@ def _is_complete(root: Path) -> bool:
     return (root / SUMMARY_NAME).is_file()
 
 
+def check_generator_owns(root: str | os.PathLike[str]) -> None:
+    """Refuse, before a workflow schedules anything, a data set path the generator did not make.
+
+    A workflow deletes a rule's output directory before rerunning the rule (Snakemake does
+    for `directory()` outputs, e.g. under --forcerun), so the guard inside `generate` comes
+    too late: a real data set configured by mistake as the synthetic one would be gone.
+    A missing or empty directory, or one holding the generator's synthetic.json, is fine.
+    """
+    root = Path(root)
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise InputError(
+            f"dataset.path {root}: exists and is not a directory; the synthetic generator "
+            "writes a data set directory there. Choose another dataset.path."
+        )
+    if not any(root.iterdir()):
+        return
+    summary = root / SUMMARY_NAME
+    try:
+        made = read_json(summary) if summary.is_file() else None
+    except (OSError, ValueError):
+        made = None
+    if not isinstance(made, dict) or "config" not in made:
+        raise InputError(
+            f"dataset.path {root}: a non-empty directory without the generator's "
+            f"{SUMMARY_NAME}, so not a synthetic data set; with dataset.kind 'synthetic' "
+            "the workflow would delete and regenerate it. Point dataset.path at a new "
+            "directory, or set dataset.kind to the real data set's kind (tau2020, tau2022)."
+        )
+
+
 def generate(
     root: Path, cfg: SyntheticConfig, overwrite: bool = False, workers: int | None = None
 ) -> dict[str, Any]:
@@ -1076,11 +1208,14 @@ def generate(
                     "(--overwrite) to replace it"
                 )
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    remove_stale_temporaries(root)  # half-built data sets of killed runs
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=TMP_MARK, dir=root.parent))
     try:
         summary = _generate_into(tmp, cfg, workers)
         if root.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
+            trash = Path(
+                tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old" + TMP_MARK, dir=root.parent)
+            )
             os.replace(root, trash / "old")
             os.replace(tmp, root)
             shutil.rmtree(trash, ignore_errors=True)
@@ -1100,7 +1235,7 @@ def _generate_into(out: Path, cfg: SyntheticConfig, workers: int | None = None) 
     n_sub = cfg.subsegments_per_segment if tau22 else 1
     grid = _Grid(clip_n * n_sub, sr)
     traits = scene_traits(d)
-    models = {dev: DeviceModel.draw(cfg.seed, dev) for dev in DEVICES}
+    models = {dev: DeviceModel.draw(cfg.seed, dev, cfg.device_severity) for dev in DEVICES}
     responses = {dev: m.response(grid).astype(np.float32) for dev, m in models.items()}
     noises = {dev: m.noise_shape(grid).astype(np.float32) for dev, m in models.items()}
     recordings = plan(cfg)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from acoustic_lottery import __version__
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.faults import failpoint
 from acoustic_lottery.io import atomic_path
 from acoustic_lottery.labels import SCENES, SUPER_CLASSES
 
@@ -241,6 +242,7 @@ class FeatureWriter:
             d.resize(stop, axis=0)
             d[start:stop] = values
         self.n_rows = stop
+        failpoint("features.write")
 
     def __exit__(
         self,

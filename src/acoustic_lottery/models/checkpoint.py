@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import atomic_path
+from acoustic_lottery.io import write_torch
 from acoustic_lottery.models.registry import build_model
 
 FORMAT = "acoustic-lottery/1"
@@ -39,7 +40,14 @@ _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.Si
 
 
 def _check_plain(value: Any, where: str) -> Any:
-    """Return `value` with mappings as plain dicts; reject anything weights_only can't load."""
+    """Return `value` with mappings as plain dicts; reject anything weights_only can't load.
+
+    Strings are interned: pickle memoizes by object identity, so equal strings that are
+    distinct objects (a history resumed from a checkpoint beside fresh rows) would
+    otherwise pickle to different bytes.
+    """
+    if isinstance(value, str):
+        return sys.intern(str(value))
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, Mapping):
@@ -50,7 +58,7 @@ def _check_plain(value: Any, where: str) -> Any:
                     f"save_checkpoint: key {key!r} in {where} is a {type(key).__name__}; "
                     "expected str or int keys"
                 )
-            out[key] = _check_plain(item, f"{where}[{key!r}]")
+            out[_check_plain(key, where)] = _check_plain(item, f"{where}[{key!r}]")
         return out
     if isinstance(value, list | tuple):
         items = [_check_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -101,25 +109,121 @@ def save_checkpoint(
     checkpoint.update(_check_plain(dict(extra), "extra"))
     checkpoint.update(spec)
     checkpoint["format"] = FORMAT
-    checkpoint["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    checkpoint["state_dict"] = {
+        sys.intern(k): v.detach().cpu() for k, v in model.state_dict().items()
+    }
+    write_torch(path, checkpoint)
+
+
+#: What `load_checkpoint` expected, in the error for a file that is none of ours.
+EXPECTED = f"expected a torch checkpoint written by acoustic-lottery, format {FORMAT!r}"
+#: First bytes of an int8 artifact (`quantization.artifact.MAGIC`; a test keeps them equal).
+_ARTIFACT_MAGIC = b"ALOTTERY"
+
+
+def _first_sentence(exc: BaseException, limit: int = 160) -> str:
+    """`Type: first sentence` of an exception, on one line (torch's run to paragraphs)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in text:
+        text = text[text.index("Unsupported global") :]  # the part that names the class
+    text = " ".join(text.split())
+    cut = text.find(". ")
+    text = text[:cut] if cut > 0 else text.rstrip(".")
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def describe_content(head: bytes) -> str | None:
+    """What a file starting with `head` looks like, for errors about the wrong file kind.
+
+    None when the bytes say nothing recognisable.
+    """
+    if not head:
+        return "the file is empty"
+    if head.startswith(_ARTIFACT_MAGIC):
+        return "it is an int8 artifact of `acoustic-lottery quantize`"
+    if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
+        return "it is a WAV audio file"
+    if head.startswith((b"fLaC", b"OggS", b"ID3")):
+        return "it is an audio file"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "it is an HDF5 file (features or predictions?)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a numpy .npy file"
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.start < len(head) - 3:  # not just a character cut at the end of `head`
+                return None
+        return "it is a text file"
+    return None
+
+
+def _not_a_checkpoint(path: Path, reason: str) -> InputError:
+    return InputError(
+        f"checkpoint {path}: not a checkpoint or int8 artifact ({EXPECTED}): {reason}"
+    )
+
+
+def _read_torch(path: Path) -> Any:
+    """torch.load(weights_only=True) of a file; any failure to read it is an InputError."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as e:
+        raise InputError(f"checkpoint {path}: cannot be read ({e.strerror or e})") from e
+    if head.startswith(_ARTIFACT_MAGIC):
+        raise InputError(
+            f"checkpoint {path}: is an int8 artifact of `acoustic-lottery quantize`, not a float "
+            f"checkpoint ({EXPECTED})"
+        )
+    hint = describe_content(head)
+    if hint is not None:
+        raise _not_a_checkpoint(path, hint)
+    try:
+        # torch does not check the zip members' CRCs: a damaged checkpoint could load
+        # wrong weights without a word
+        if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                raise _not_a_checkpoint(path, f"damaged: zip member {bad!r} fails its CRC check")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
+    except Exception as e:  # torch.load raises many types on foreign bytes
+        if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):
+            what = "it holds objects other than tensors and plain types"
+        elif head.startswith(b"PK"):
+            what = "a damaged or truncated torch zip archive"
+        else:
+            what = "not a torch file of tensors and plain types"
+        raise _not_a_checkpoint(path, f"{what} ({_first_sentence(e)})") from e
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint safely (weights_only=True) and check it has every required key."""
+    """Read a checkpoint safely (weights_only=True) and check it has every required key.
+
+    Any file that is not one (audio, text, an artifact, truncated or damaged) is an
+    InputError naming the file and what was expected.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise _not_a_checkpoint(path, "it is a directory")
     if not path.is_file():
         raise InputError(f"checkpoint {path}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
-        raise InputError(
-            f"checkpoint {path}: not a readable torch checkpoint of tensors and plain types "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+    checkpoint = _read_torch(path)
     if not isinstance(checkpoint, dict):
-        raise InputError(f"checkpoint {path}: expected a dict, found {type(checkpoint).__name__}")
+        raise _not_a_checkpoint(path, f"it holds a {type(checkpoint).__name__}; expected a dict")
+    if "format" not in checkpoint:
+        keys = sorted(map(str, checkpoint))
+        raise _not_a_checkpoint(
+            path,
+            f"a torch file of a dict without key 'format' (keys {keys[:6]}"
+            f"{' ...' if len(keys) > 6 else ''})",
+        )
     for key in REQUIRED_KEYS:
         if key not in checkpoint:
             raise InputError(f"checkpoint {path}: missing key {key!r}")

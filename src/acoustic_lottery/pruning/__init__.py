@@ -1,7 +1,8 @@
 """Lottery-ticket pruning library: masks, mask strategies, schedules, rewinding.
 
 Pure functions on torch modules / state dicts; the lottery-round orchestration (train,
-mask, rewind, retrain) builds on these. See `strategies` for the definitions of the
+mask, rewind, retrain) builds on these. `reachability` keeps every class of every head
+predictable after any prune. See `strategies` for the definitions of the
 report's three mask strategies (large_final, small_weights, global_small_weights).
 """
 
@@ -15,6 +16,11 @@ from acoustic_lottery.pruning.masks import (
     model_sparsity,
     prunable_parameters,
     save_mask,
+)
+from acoustic_lottery.pruning.reachability import (
+    check_reachable,
+    restore_reachability,
+    unreachable_classes,
 )
 from acoustic_lottery.pruning.rewind import reinit_state, rewind_state, rewind_to_snapshot
 from acoustic_lottery.pruning.schedule import (
@@ -47,6 +53,7 @@ __all__ = [
     "apply_mask",
     "build_mask",
     "check_mask_matches",
+    "check_reachable",
     "full_mask",
     "global_small_weights",
     "large_final",
@@ -59,6 +66,7 @@ __all__ = [
     "random_mask_like",
     "rate_per_round",
     "reinit_state",
+    "restore_reachability",
     "rewind_state",
     "rewind_to_snapshot",
     "rounds_for",
@@ -67,4 +75,5 @@ __all__ = [
     "small_weights",
     "sparsity_after",
     "target_for_size",
+    "unreachable_classes",
 ]

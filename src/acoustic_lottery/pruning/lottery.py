@@ -5,9 +5,13 @@ model's final.pt), its mask (round 1: none) and Θ0 (the dense run's init.pt), a
 
   1. builds the next mask from θ_{t-1} (steps 7–8): ``strategy`` prunes the fraction
      ``rate`` of the units still remaining (``rate`` given, or derived from a target
-     sparsity reached after ``rounds`` rounds: r = 1 − (1 − s)^(1/T));
+     sparsity reached after ``rounds`` rounds: r = 1 − (1 − s)^(1/T)); the units that
+     keep every class of every head reachable are given back (`reachability`; counted
+     in round.json's ``reachability.restored``);
   2. optionally replaces it by a control: ``random_mask`` (same per-tensor counts, random
-     positions) or ``random_reinit`` (same mask over a fresh initialisation);
+     positions, then the same reachability guard) or ``random_reinit`` (same mask over a
+     fresh initialisation); the round stops (UnreachableClassError naming head, classes
+     and layer) if the mask still leaves a class constant or empties a layer;
   3. resets the survivors to Θ0 (step 9), or to the late-rewinding snapshot after k steps
      (``rewind="step"``, optionally with its optimizer state), pruned entries exactly 0;
   4. writes the mask as its own artifact (``mask.pt``), trains under it (step 10, the
@@ -37,11 +41,13 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.faults import failpoint
 from acoustic_lottery.io import write_json
 from acoustic_lottery.models.checkpoint import SPEC_KEYS, load_checkpoint
 from acoustic_lottery.models.registry import build_model
 from acoustic_lottery.models.size import size_report
 from acoustic_lottery.pruning.masks import Mask, load_mask, mask_sparsity, model_sparsity, save_mask
+from acoustic_lottery.pruning.reachability import check_reachable
 from acoustic_lottery.pruning.rewind import reinit_state, rewind_state, rewind_to_snapshot
 from acoustic_lottery.pruning.schedule import rate_per_round, sparsity_after
 from acoustic_lottery.pruning.scope import (
@@ -53,6 +59,7 @@ from acoustic_lottery.pruning.scope import (
     full_scope_mask,
     leader_mask,
     prunable_groups,
+    reachable_leaders,
 )
 from acoustic_lottery.pruning.strategies import STRATEGIES, random_mask_like, seeded_generator
 from acoustic_lottery.training.spec import TrainSpec
@@ -327,8 +334,11 @@ def run_round(
         raise InputError(f"lottery round: the {meta['arch']!r} model has nothing to prune")
     prev = _load_previous_mask(mask_in, round_index, previous_ck, previous_path, groups)
 
-    # Steps 7-8: the winning mask from the previous round's trained weights.
+    # Steps 7-8: the winning mask from the previous round's trained weights; units every
+    # class needs are given back (reachability), counted in `restored`.
     gen = seeded_generator(derive_seed(control_seed, round_index, _RANDOM_STRATEGY))
+    restored: dict[str, int] = {}
+    control_restored: dict[str, int] = {}
     winning = build_scoped_mask(
         strategy,
         model,
@@ -340,6 +350,7 @@ def run_round(
         exclude_last=exclude_last,
         min_keep=min_keep,
         generator=gen if strategy == "random" else None,
+        restored=restored,
     )
 
     # Step 9: the state to restart from (Θ0, the snapshot, or the re-init control).
@@ -364,6 +375,10 @@ def run_round(
     if control == "random_mask":
         seed = derive_seed(control_seed, round_index, _RANDOM_MASK)
         shuffled = random_mask_like(leader_mask(winning, groups), seeded_generator(seed))
+        # Random positions can cut every path to a class: give back the fewest units.
+        shuffled = reachable_leaders(
+            model, previous_ck["state_dict"], shuffled, None, control_restored
+        )
         mask = expand_mask(shuffled, groups)
         control_info["derived_seed"] = seed
     if control == "random_reinit":
@@ -384,9 +399,13 @@ def run_round(
     else:
         start = rewind_state(source_state, mask)
 
+    # The invariant: every class of every head reachable, no layer emptied.
+    check_reachable(model, mask, f"lottery round {round_index} ({strategy}, scope {scope})")
+
     # Step 10: the mask as its own artifact, then train under it.
     mask_path = out / "mask.pt"
     save_mask(mask_path, mask)
+    failpoint("lottery.mask")
     summary = train(
         spec,
         train_files,
@@ -400,7 +419,7 @@ def run_round(
 
     paths = {k: Path(v) for k, v in summary["paths"].items() if v is not None}
     states = {}
-    for name in ("init", "checkpoint", "final"):
+    for name in ("init", "final"):  # the trainer removes checkpoint.pt when done
         ck = load_checkpoint(paths[name])
         _verify_zero(ck["state_dict"], mask, paths[name])
         states[name] = ck["state_dict"]
@@ -431,6 +450,11 @@ def run_round(
         "model": meta,
         "spec": spec.to_dict(),
         "weights_remaining": _remaining(mask),
+        "reachability": {
+            "restored": restored,  # given back to the winning mask
+            "restored_total": sum(restored.values()),
+            "control_restored": control_restored,  # and to a random_mask control's
+        },
         "sparsity": _sparsity_summary(mask, states["final"]),
         "size": _size(states["final"]),
         "train": {k: summary[k] for k in ("epochs", "steps", "final_loss", "final_train_acc")},
@@ -440,7 +464,7 @@ def run_round(
             "previous_mask": None if mask_in is None else str(mask_in),
             "rewind_checkpoint": None if rewind_checkpoint is None else str(rewind_checkpoint),
             "mask": str(mask_path),
-            **{k: str(v) for k, v in paths.items()},
+            **{k: str(v) for k, v in paths.items() if k != "checkpoint"},
         },
     }
     write_json(out / "round.json", report)

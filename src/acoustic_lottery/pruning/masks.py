@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import atomic_path
+from acoustic_lottery.io import write_torch
 
 Mask = dict[str, torch.Tensor]
 """param-name -> bool tensor (True = kept). Plain dict so that torch.load(weights_only) works."""
@@ -309,8 +309,7 @@ def save_mask(path: str | os.PathLike[str], mask: Mapping[str, torch.Tensor]) ->
     """Write a mask as a plain dict of CPU bool tensors (loadable with weights_only=True)."""
     clean = _validate_mask_object(dict(mask), f"save_mask({os.fspath(path)!r})")
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in clean.items()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(path, payload)
 
 
 def load_mask(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Mask:

@@ -21,7 +21,9 @@ sparsity EXACTLY per tensor: unit tensor l with N_l prunable units keeps
 round_half_up((1 − s_k)·N_l) of them (at least ``min_keep``), whatever rounding the
 earlier steps did. ``global_small_weights`` and ``large_final`` hit the overall unit
 count (``large_final`` up to its per-layer rounding). Masks are nested: a unit once
-pruned stays pruned (the strategies only prune survivors).
+pruned stays pruned (the strategies only prune survivors). Every prune keeps every class
+of every head reachable (`reachability`): the few units a class's logit needs are given
+back from the previous mask, so a tensor may keep slightly more than its exact count.
 
 Restarting: an interrupted phase resumes from its checkpoint.pt (the trainer's own
 resume), and a finished phase whose inputs are unchanged is reused from its
@@ -45,12 +47,19 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import atomic_path, read_json, write_json
+from acoustic_lottery.io import (
+    TMP_MARK,
+    atomic_path,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
 from acoustic_lottery.models.checkpoint import SPEC_KEYS, load_checkpoint, save_checkpoint
 from acoustic_lottery.models.registry import build_model
 from acoustic_lottery.models.size import size_report
 from acoustic_lottery.pruning.lottery import MaskInvariantError, masked_nonzero
 from acoustic_lottery.pruning.masks import Mask, mask_sparsity, model_sparsity, save_mask
+from acoustic_lottery.pruning.reachability import check_reachable
 from acoustic_lottery.pruning.schedule import PRESET_NAMES, RAMPS, preset, progressive_steps
 from acoustic_lottery.pruning.scope import (
     SCOPES,
@@ -61,6 +70,7 @@ from acoustic_lottery.pruning.scope import (
     full_scope_mask,
     leader_mask,
     prunable_groups,
+    reachable_leaders,
 )
 from acoustic_lottery.pruning.strategies import (
     STRATEGIES,
@@ -239,13 +249,15 @@ def step_mask(
     exclude_last: bool = False,
     min_keep: int = 1,
     generator: torch.Generator | None = None,
+    restored: dict[str, int] | None = None,
 ) -> Mask:
     """The mask of one prune event: bring the scope's sparsity to ``target`` from ``state``.
 
     ``target`` is cumulative (fraction of ALL the scope's units pruned, not of the
     survivors), so rounding never accumulates over many small steps. Per-layer strategies
-    hit it per tensor; the global ones on the total unit count. The result is a subset
-    of ``prev_mask`` (None = nothing pruned yet).
+    hit it per tensor; the global ones on the total unit count, plus the units given back
+    so that every class stays reachable (counted per leader in ``restored`` when given).
+    The result is a subset of ``prev_mask`` (None = nothing pruned yet).
     """
     if strategy not in STRATEGIES:
         raise InputError(
@@ -277,7 +289,8 @@ def step_mask(
                     f"progressive step: {leader!r} keeps {got} units, expected {kept}"
                 )
             new[leader] = out[leader]
-        return expand_mask(new, groups)
+        # Every class stays reachable (a few units given back from prev; see reachability).
+        return expand_mask(reachable_leaders(model, state, new, prev, restored), groups)
     total = sum(m.numel() for m in prev.values())
     remaining = sum(int(m.sum().item()) for m in prev.values())
     kept = min(remaining, _round_half_up((1.0 - float(target)) * total))
@@ -293,6 +306,7 @@ def step_mask(
         exclude_last=exclude_last,
         min_keep=min_keep,
         generator=generator,
+        restored=restored,
     )
 
 
@@ -388,6 +402,7 @@ def run_progressive(
     scope: str = "weights",
     exclude_first: bool = False,
     exclude_last: bool = False,
+    keep_phases: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``dense_checkpoint`` for ``spec.epochs`` epochs, pruning progressively.
 
@@ -395,8 +410,9 @@ def run_progressive(
     target_sparsity, n_steps, ramp, start_fraction, end_fraction, reset_optimizer,
     distillation, min_keep). ``teachers`` (head -> checkpoint) turn on distillation and
     need ``spec.kd``. Writes into ``out_dir``: phases/phase_KK/ (one trainer run per
-    phase), mask.pt, history.csv, progressive.json (the returned report) and final.pt
-    (last; carries the mask, pruned entries exactly 0).
+    phase; the resume state, removed at the end unless ``keep_phases``), mask.pt, history.csv,
+    progressive.json (the returned report) and final.pt (carries the mask, pruned
+    entries exactly 0).
     """
     settings = progressive_settings(preset_settings)
     spec = TrainSpec.from_dict(spec) if not isinstance(spec, TrainSpec) else spec
@@ -461,6 +477,7 @@ def run_progressive(
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
     phase_root = out / "phases"
+    remove_stale_temporaries(phase_root)  # a removal killed half-way
     n_phases = len(plan["phases"])
     stale = [d for d in phase_root.glob("phase_*") if d.is_dir()] if phase_root.is_dir() else []
     for d in stale:
@@ -490,6 +507,7 @@ def run_progressive(
             gen = None
             if settings["strategy"] == "random":
                 gen = seeded_generator(derive_seed(spec.seed, _RANDOM_STREAM, k))
+            restored: dict[str, int] = {}
             new = step_mask(
                 settings["strategy"],
                 model,
@@ -501,9 +519,11 @@ def run_progressive(
                 exclude_last=exclude_last,
                 min_keep=settings["min_keep"],
                 generator=gen,
+                restored=restored,
             )
             if mask is not None and any(bool((new[n] & ~mask[n]).any()) for n in mask):
                 raise MaskInvariantError(f"prune {k}: the new mask revives pruned entries")
+            check_reachable(model, new, f"progressive prune {k}")
             mask = new
             step_info = {
                 "step": k,
@@ -511,6 +531,7 @@ def run_progressive(
                 "global_step": first_epoch * steps_per_epoch,
                 "target_sparsity": target,
                 "schedule_rate": plan["rates"][k - 1],
+                "reachability_restored": sum(restored.values()),
             }
         phase_spec = base_spec.replace(epochs=end_epoch)
         start_step = 0 if k == 0 else first_epoch * steps_per_epoch
@@ -540,6 +561,7 @@ def run_progressive(
                     init_state=init_state,
                     start_step=start_step,
                     optimizer_state=phase_opt,
+                    keep_checkpoint=True,  # the next phase continues its momentum
                 )
             record = {
                 "key": key,
@@ -550,10 +572,8 @@ def run_progressive(
                 "steps_per_epoch": summary["steps_per_epoch"],
                 "final_loss": summary["final_loss"],
                 "final_train_acc": summary["final_train_acc"],
-                "resumed_from_epoch": summary["resumed_from_epoch"],
             }
             write_json(phase_dir / "phase.json", record)
-            reused = False
         else:
             log.info(
                 "phase %d (epochs %d-%d) already done: reusing %s",
@@ -562,7 +582,6 @@ def run_progressive(
                 end_epoch,
                 phase_dir,
             )
-            reused = True
         if k == 0:
             steps_per_epoch = int(record["steps_per_epoch"])
         final_ck = load_checkpoint(phase_dir / "final.pt")
@@ -585,8 +604,6 @@ def run_progressive(
             {
                 "phase": k,
                 "epochs": [first_epoch, end_epoch],
-                "dir": str(phase_dir),
-                "reused": reused,
                 "final_loss": record["final_loss"],
                 "final_train_acc": record["final_train_acc"],
             }
@@ -644,4 +661,20 @@ def run_progressive(
             "dense": str(dense_path),
         },
     )
+    if not keep_phases:
+        _discard(phase_root)
     return report
+
+
+def _discard(phase_root: Path) -> None:
+    """Remove the phases' resume state once final.pt exists.
+
+    Their checkpoints hold host paths and file times, and are no result. Renamed to a
+    temporary name first, so a kill during the removal never leaves a phase that looks
+    finished (the next writer of phases/ sweeps the leftover).
+    """
+    if not phase_root.is_dir():
+        return
+    trash = phase_root.with_name(f".{phase_root.name}.{os.getpid()}{TMP_MARK}")
+    os.replace(phase_root, trash)
+    shutil.rmtree(trash, ignore_errors=True)

@@ -57,6 +57,7 @@ from torch import nn
 
 from acoustic_lottery import __version__
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.faults import failpoint
 from acoustic_lottery.io import atomic_path
 from acoustic_lottery.labels import class_names as task_class_names
 from acoustic_lottery.labels import super_index_map
@@ -91,6 +92,11 @@ HEADER_BYTES = _HEADER.size  # 56
 _FLAG_ZLIB = 1
 #: A manifest larger than this (after decompression) is refused: no decompression bombs.
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+#: What `load_artifact` expected, in the error for a file that is no artifact.
+EXPECTED = (
+    f"expected an int8 artifact written by `acoustic-lottery quantize`, starting with {MAGIC!r}"
+)
 
 _DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name).newbyteorder("<")
@@ -309,20 +315,39 @@ def pack_container(manifest: Mapping[str, Any], payload: bytes, compress: bool =
     return header + stored + payload
 
 
+def _not_an_artifact(where: str, head: bytes) -> InputError:
+    """The error for a file that does not start with the artifact magic."""
+    from acoustic_lottery.models.checkpoint import describe_content
+
+    if head.startswith(b"PK\x03\x04"):
+        hint = (
+            "it looks like a torch checkpoint "
+            "(`acoustic-lottery quantize` turns one into an artifact)"
+        )
+    else:
+        hint = describe_content(head)
+    if hint == "the file is empty":
+        hint = "the file is empty (truncated: 0 bytes)"
+    elif hint is None:
+        hint = f"magic bytes {head[: len(MAGIC)]!r}"
+    else:
+        hint = f"{hint}, magic bytes {head[: len(MAGIC)]!r}"
+    return InputError(f"{where}: not an int8 artifact ({EXPECTED}): {hint}")
+
+
 def unpack_container(
     data: bytes, path: str | os.PathLike[str]
 ) -> tuple[dict[str, Any], bytes, int]:
     """(manifest, payload, stored manifest bytes) of an artifact's bytes, fully checked."""
     where = f"artifact {path}"
+    head = bytes(data[: len(MAGIC)])
+    if not head or head != MAGIC[: len(head)]:
+        raise _not_an_artifact(where, bytes(data[:512]))
     if len(data) < HEADER_BYTES:
         raise InputError(
             f"{where}: truncated: {len(data)} bytes, the fixed header alone needs {HEADER_BYTES}"
         )
     magic, version, flags, mlen, plen, msha = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise InputError(
-            f"{where}: not an acoustic-lottery artifact: magic bytes {magic!r}, expected {MAGIC!r}"
-        )
     if version != FORMAT_VERSION:
         raise InputError(f"{where}: format version {version}, this reader knows {FORMAT_VERSION}")
     if flags & ~_FLAG_ZLIB:
@@ -494,6 +519,7 @@ def save_artifact(
     blob = pack_container(manifest, payload_bytes, compress=compress_manifest)
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
+        failpoint("quantize.write")
     dcase = sum(sizes.values())
     manifest_bytes = len(blob) - HEADER_BYTES - len(payload_bytes)
     return {
@@ -672,9 +698,14 @@ class LoadedSystem:
 
 
 def _read_checked(path: Path) -> tuple[dict[str, Any], bytes, int, int]:
+    if path.is_dir():
+        raise InputError(f"artifact {path}: not an int8 artifact ({EXPECTED}): it is a directory")
     if not path.is_file():
         raise InputError(f"artifact {path}: no such file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"artifact {path}: cannot be read ({e.strerror or e})") from e
     manifest, payload, mlen = unpack_container(data, path)
     return manifest, payload, mlen, len(data)
 
@@ -712,15 +743,19 @@ def load_artifact(
     states: dict[str, QuantizedState] = {}
     models: dict[str, nn.Module] = {}
     for name in spec.models:
-        state = _decode_model(name, models_m[name], payload, where)
+        try:
+            state = _decode_model(name, models_m[name], payload, where)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            raise InputError(f"{where}: manifest models[{name!r}] is malformed: {e}") from e
         if state.arch is None and builder is None:
             raise InputError(
                 f"{where}: model {name!r} has no arch spec; pass a builder to rebuild it"
             )
         try:
             models[name] = dequantize(state, builder=builder)
-        except (InputError, TypeError, ValueError, KeyError) as e:
-            # a manifest arch spec the registry cannot build (unknown arch, wrong types)
+        except (InputError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            # a manifest arch spec the registry cannot build (unknown arch, wrong types),
+            # or folded pairs naming layers the model does not have
             raise InputError(f"{where}: model {name!r} cannot be rebuilt: {e}") from e
         states[name] = state
     return LoadedSystem(
@@ -739,23 +774,26 @@ def inspect_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     manifest, payload, mlen, total = _read_checked(path)
     breakdown = {"values": 0, "masks": 0, "scales": 0}
-    for name, m in (manifest.get("models") or {}).items():
-        for i, entry in enumerate(m.get("tensors", [])):
-            try:
-                _, value = _decode_tensor(entry, payload)
-            except (ValueError, IndexError, TypeError, KeyError) as e:
-                raise InputError(
-                    f"artifact {path}: model {name!r}, tensor table entry {i}: {e}"
-                ) from e
-            mlen_t = _mask_bytes(entry["mask"]) if "mask" in entry else 0
-            breakdown["masks"] += mlen_t
-            if isinstance(value, QuantizedTensor):
-                nscale = entry["length"] - mlen_t - entry["nnz"]
-                breakdown["scales"] += nscale
-                breakdown["values"] += entry["nnz"]
-            else:
-                breakdown["values"] += entry["length"] - mlen_t
-    dcase = int(manifest.get("dcase_bytes", 0))
+    try:
+        for name, m in (manifest.get("models") or {}).items():
+            for i, entry in enumerate(m.get("tensors", [])):
+                try:
+                    _, value = _decode_tensor(entry, payload)
+                except (ValueError, IndexError, TypeError, KeyError) as e:
+                    raise InputError(
+                        f"artifact {path}: model {name!r}, tensor table entry {i}: {e}"
+                    ) from e
+                mlen_t = _mask_bytes(entry["mask"]) if "mask" in entry else 0
+                breakdown["masks"] += mlen_t
+                if isinstance(value, QuantizedTensor):
+                    nscale = entry["length"] - mlen_t - entry["nnz"]
+                    breakdown["scales"] += nscale
+                    breakdown["values"] += entry["nnz"]
+                else:
+                    breakdown["values"] += entry["length"] - mlen_t
+        dcase = int(manifest.get("dcase_bytes", 0))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise InputError(f"artifact {path}: malformed manifest ({type(e).__name__}: {e})") from e
     return {
         "path": str(path),
         "file_bytes": total,

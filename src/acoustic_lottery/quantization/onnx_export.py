@@ -978,10 +978,10 @@ def compare_with_torch_int8(
     from acoustic_lottery.quantization.int8 import quantized_model
 
     checkpoint, int8_onnx, features = Path(checkpoint), Path(int8_onnx), Path(features)
+    model, meta = load_model(checkpoint)  # first: a wrong --model fails before onnxruntime
     clf = OnnxClassifier(int8_onnx, threads=threads, batch_size=batch_size)
     if not clf.quantized:
         raise InputError(f"compare-onnx: {int8_onnx} is not a quantized (int8) ONNX model")
-    model, meta = load_model(checkpoint)
     if [tuple(h) for h in model.heads] != clf.heads:
         raise InputError(
             f"compare-onnx: heads of {checkpoint} {model.heads} differ from {int8_onnx} {clf.heads}"

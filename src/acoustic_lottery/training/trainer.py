@@ -36,6 +36,7 @@ from torch import nn
 
 from acoustic_lottery.errors import InputError
 from acoustic_lottery.evaluation.predict import resolve_device
+from acoustic_lottery.faults import failpoint
 from acoustic_lottery.features.store import read_features
 from acoustic_lottery.io import atomic_path, progress
 from acoustic_lottery.models.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -60,7 +61,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "lr_end", "loss", "train_acc", "seconds")
+#: history.csv columns. No wall-clock time: results are byte-reproducible, timings go to
+#: the log and to Snakemake's benchmark files.
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "lr_end", "loss", "train_acc")
 
 # Stream tags of derive_seed: one independent random stream per purpose.
 _SHUFFLE, _AUGMENT, _DROPOUT = 0, 1, 2
@@ -426,14 +429,18 @@ def train(
     init_state: Mapping[str, Any] | None = None,
     start_step: int = 0,
     optimizer_state: Mapping[str, Any] | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Train `spec` on the feature files; write init.pt, checkpoint.pt, final.pt, history.csv.
+    """Train `spec` on the feature files; write init.pt, final.pt and history.csv.
 
     teachers: head -> teacher checkpoint (needs spec.kd). masks: parameter name -> bool
     tensor (pruned = False). init_state: weights to start from instead of the seeded
     initialisation (lottery rewinding; masks are applied to it). start_step /
     optimizer_state: continue the schedule and momentum from a late-rewinding snapshot.
-    A checkpoint.pt of the same run (spec, files, teachers, mask, init) is resumed.
+    A checkpoint.pt of the same run (spec, files, teachers, mask, init) is resumed; it
+    is written after every epoch and removed once final.pt is written (it holds host paths
+    and file times), unless keep_checkpoint. init.pt is written on every start, resumed or
+    not, so a scheduler that deleted it with the other outputs of a killed job gets it back.
     """
     spec = TrainSpec.from_dict(spec) if not isinstance(spec, TrainSpec) else spec
     if spec.arch not in ARCHS:
@@ -486,6 +493,7 @@ def train(
             optimizer_state=optimizer_state,
             steps_per_epoch=steps_per_epoch,
             t_start=t_start,
+            keep_checkpoint=keep_checkpoint,
         )
 
 
@@ -502,6 +510,7 @@ def _run(
     optimizer_state: Mapping[str, Any] | None,
     steps_per_epoch: int,
     t_start: float,
+    keep_checkpoint: bool,
 ) -> dict[str, Any]:
     model = _build(spec, data.in_channels)
     if init_state is not None:
@@ -554,6 +563,16 @@ def _run(
 
     global_step = start_step
     history: list[dict[str, Any]] = []
+    # Θ0 before any step, written whether or not the run resumes: a checkpoint only
+    # carries the latest weights, and init.pt may have been deleted with the other
+    # outputs of an interrupted job (Snakemake's rerun-incomplete does that).
+    apply_masks(model, mask, optimizer)  # checkpoints never hold a revived value
+    save_checkpoint(
+        paths["init"],
+        model,
+        {**meta_base, "epoch": start_step // steps_per_epoch, "global_step": start_step},
+        **extras,
+    )
     resumed = _try_resume(paths["checkpoint"], fingerprint, model, optimizer)
     if resumed is not None:
         ck = resumed
@@ -570,21 +589,14 @@ def _run(
                 spec.rewind_step,
                 paths["checkpoint"],
             )
-    else:
-        apply_masks(model, mask, optimizer)  # checkpoints never hold a revived value
-        save_checkpoint(
-            paths["init"],
-            model,
-            {**meta_base, "epoch": start_step // steps_per_epoch, "global_step": start_step},
-            **extras,
+    elif spec.rewind_step == start_step:
+        _save_rewind(
+            paths["rewind"], model, optimizer, meta_base, extras, start_step, steps_per_epoch
         )
-        if spec.rewind_step == start_step:
-            _save_rewind(
-                paths["rewind"], model, optimizer, meta_base, extras, start_step, steps_per_epoch
-            )
 
     first_epoch = global_step // steps_per_epoch
     for epoch in range(first_epoch, spec.epochs):
+        t_epoch = time.perf_counter()
         row, global_step = _train_epoch(
             spec,
             data,
@@ -607,7 +619,7 @@ def _run(
             row["loss"],
             row["train_acc"],
             row["lr_end"],
-            row["seconds"],
+            time.perf_counter() - t_epoch,
         )
         apply_masks(model, mask, optimizer)
         save_checkpoint(
@@ -619,6 +631,7 @@ def _run(
             fingerprint=fingerprint,
             **extras,
         )
+        failpoint("train.checkpoint")
 
     apply_masks(model, mask, optimizer)
     save_checkpoint(
@@ -629,6 +642,8 @@ def _run(
         **extras,
     )
     _write_history(paths["history"], history)
+    if not keep_checkpoint:
+        paths["checkpoint"].unlink(missing_ok=True)
     seconds = time.perf_counter() - t_start
     return {
         "epochs": spec.epochs,
@@ -731,7 +746,6 @@ def _train_epoch(
     steps_per_epoch: int,
     rewind: tuple[Path | None, Mapping[str, Any], Mapping[str, Any]],
 ) -> tuple[dict[str, Any], int]:
-    t0 = time.perf_counter()
     shuffle = torch.Generator().manual_seed(derive_seed(spec.seed, _SHUFFLE, epoch))
     perm = torch.randperm(data.n, generator=shuffle).numpy()
     first = global_step - epoch * steps_per_epoch
@@ -770,6 +784,7 @@ def _train_epoch(
         optimizer.step()
         apply_masks(model, mask, optimizer)
         global_step += 1
+        failpoint("train.step")
         if rewind[0] is not None and spec.rewind_step == global_step:
             _save_rewind(
                 rewind[0], model, optimizer, rewind[1], rewind[2], global_step, steps_per_epoch
@@ -786,7 +801,6 @@ def _train_epoch(
         "lr_end": lr,
         "loss": sums["loss"] / n,
         "train_acc": sums[f"acc_{spec.heads[0]}"] / n,
-        "seconds": round(time.perf_counter() - t0, 3),
     }
     if len(spec.heads) > 1:
         for h in spec.heads:
