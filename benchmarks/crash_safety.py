@@ -1,7 +1,7 @@
 """Benchmark: kill the whole reproduction at random moments, recover, compare.
 
     .venv/bin/python benchmarks/crash_safety.py [--trials 20] [--seed 0]
-        [--config benchmarks/configs/crash_safety.yaml] [--cores 2]
+        [--config tests/workflow/crash_config.yaml] [--cores 2]
         [--out benchmarks/results/crash_safety.json]
 
 One uninterrupted reference run (Snakemake target: Table 1 of --config, every kind of
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--config", type=Path, default=ROOT / "benchmarks/configs/crash_safety.yaml")
+    ap.add_argument("--config", type=Path, default=ROOT / "tests/workflow/crash_config.yaml")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crash_safety.json")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     args = ap.parse_args(argv)

@@ -111,8 +111,8 @@ def test_the_table_shows_the_intervals_beside_the_values(files, tmp_path):
     frame = write_table(rows, tmp_path / "t.md", tmp_path / "t.csv")
     assert list(frame.columns) == [
         "idx", "system", "tsl", "lth", "two_stage", "mtl", "quant", "aug", "size_kb",
-        "macs_M", "acc", "acc_ci", "log_loss", "log_loss_ci", "unseen_acc", "paper_size",
-        "paper_acc", "paper_log_loss",
+        "bn_folded_kb", "macs_M", "acc", "acc_ci", "log_loss", "log_loss_ci", "unseen_acc",
+        "paper_size", "paper_acc", "paper_log_loss",
     ]  # fmt: skip
     row3 = read_json(rows[0])["ours"]
     lo, hi = row3["accuracy_ci"]

@@ -2,7 +2,8 @@
 
 A kill at a random moment rarely lands inside a short write; a failpoint makes the test
 deterministic. With ``ACOUSTIC_LOTTERY_FAILPOINT=<name>`` (or ``<name>@<n>``: the n-th
-time this process passes it) a job that reaches the point writes
+time this process passes it; several comma-separated: whichever comes first, in any job
+running, freezes it) a job that reaches the point writes
 ``$ACOUSTIC_LOTTERY_FAILPOINT_DIR/<name>.reached`` and then waits until it is killed
 (SIGKILL: no cleanup, no `finally`). Unset, a failpoint costs one dictionary lookup.
 
@@ -41,11 +42,15 @@ def failpoint(name: str) -> None:
     wanted = os.environ.get(ENV)
     if not wanted:
         return
-    point, _, nth = wanted.partition("@")
-    if point != name:
+    nth = None
+    for entry in wanted.split(","):
+        point, _, n = entry.strip().partition("@")
+        if point == name:
+            nth = int(n) if n else 1
+    if nth is None:
         return
     _hits[name] += 1
-    if _hits[name] != (int(nth) if nth else 1):
+    if _hits[name] != nth:
         return
     marker_dir = Path(os.environ.get(ENV_DIR, "."))
     marker_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ SMALL = dict(
 
 @pytest.fixture(scope="module")
 def default(tmp_path_factory) -> tuple[Path, dict]:
-    """The default configuration (about 700 train + 360 evaluate clips of 1 s)."""
+    """The default configuration (940 train + 900 evaluate clips of 1 s)."""
     root = tmp_path_factory.mktemp("syn") / "default"
     summary = generate(root, SyntheticConfig(seed=0))
     return root, summary
@@ -74,7 +74,7 @@ def test_default_layout_is_exactly_tau(default) -> None:
     audio = sorted(f"audio/{p.name}" for p in (root / "audio").iterdir())
     listed = sorted(line.split("\t")[0] for line in train_lines[1:] + eval_lines[1:])
     assert audio == listed == sorted(line.split("\t")[0] for line in meta_lines[1:])
-    assert len(audio) == summary["clips"] == 1060
+    assert len(audio) == summary["clips"] == 1840
     for name in audio:
         n = parse_clip_name(name)
         assert name == f"audio/{n.scene}-{n.city}-{n.location}-{n.segment}-{n.device}.wav"
@@ -98,12 +98,14 @@ def test_device_split_rules(default) -> None:
 
     tdev = Counter(train["device"])
     assert set(tdev) == set(TRAIN_DEVICES)
-    assert tdev["a"] == 400  # every train segment on device a
-    assert all(tdev[d] == 60 for d in TRAIN_DEVICES[1:])  # 15 % of 400 also on b, c, s1-s3
-    assert all(c == 40 for c in Counter(evaluate["device"]).values())
+    assert tdev["a"] == 540  # every train segment on device a
+    assert all(tdev[d] == 80 for d in TRAIN_DEVICES[1:])  # 15 % of 54 per scene also on b, ...
+    assert all(c == 100 for c in Counter(evaluate["device"]).values())
     assert set(evaluate["device"]) == set(DEVICES)
-    assert all(c == 36 for c in Counter(evaluate["scene"]).values())
-    assert all(c == 70 for c in Counter(train["scene"]).values())
+    assert all(c == 90 for c in Counter(evaluate["scene"]).values())
+    assert all(c == 94 for c in Counter(train["scene"]).values())
+    # one place per segment by default: 54 training and 10 evaluation places per scene
+    assert train["identifier"].nunique() == 540 and evaluate["identifier"].nunique() == 100
     for split, table in (("train", train), ("evaluate", evaluate)):
         assert summary["splits"][split]["devices"] == {
             d: int((table["device"] == d).sum()) for d in DEVICES
@@ -158,7 +160,10 @@ def test_devices_apply_a_fixed_frequency_response(default, split: str, device: s
     assert np.median(np.abs(shape - median)) < 0.5  # measured: 0.04 dB (b), 0.11 dB (s4)
     # and it is the device model's response relative to device a
     grid = _Grid(2048, SR)  # the bins of _power
-    model = DeviceModel.draw(0, device).response(grid) / DeviceModel.draw(0, "a").response(grid)
+    severity = SyntheticConfig().device_severity  # the fixture's
+    model = DeviceModel.draw(0, device, severity).response(grid) / DeviceModel.draw(
+        0, "a", severity
+    ).response(grid)
     expected = _band_db(model**2, edges)
     expected -= expected.mean()
     assert np.max(np.abs(median - expected)) < 1.0
@@ -243,7 +248,7 @@ def test_device_severity_one_is_the_data_set_of_before_byte_for_byte(tmp_path: P
     cfg = SyntheticConfig(
         seed=3, clip_seconds=0.1, train_segments_per_scene=2, train_parallel_fraction=0.5,
         eval_segments_per_scene=1, train_places_per_scene=2, eval_places_per_scene=1,
-        device_severity=1.0,
+        difficulty=0.5, device_severity=1.0,
     )  # fmt: skip
     generate(tmp_path / "ds", cfg, workers=1)
     audio = hashlib.sha256()

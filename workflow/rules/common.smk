@@ -3,6 +3,7 @@
 import re
 
 from acoustic_lottery import comparisons, pipeline
+from acoustic_lottery.data.synthetic import check_generator_owns
 
 DS = config["dataset"]["name"]
 RESULTS = f"results/{DS}"
@@ -10,6 +11,10 @@ LOGS = f"logs/{DS}"
 BENCH = f"benchmarks/snakemake/{DS}"
 DATA_ROOT = config["dataset"]["path"]
 SYNTHETIC = config["dataset"]["kind"] == "synthetic"
+if SYNTHETIC:
+    # Before anything is scheduled: never let the workflow own (and so delete, as it
+    # does a directory() output before rerunning its rule) what the generator did not make.
+    check_generator_owns(DATA_ROOT)
 THREADS = config["threads"]
 # The conda environment of every rule under --software-deployment-method conda.
 CONDA_ENV = f"../../envs/{config['conda_env']}.yaml"

@@ -1,11 +1,8 @@
 # The embedded synthetic data set, written in the TAU Urban Acoustic Scenes layout.
 
-from acoustic_lottery.data.synthetic import SyntheticConfig, check_generator_owns
+from acoustic_lottery.data.synthetic import SyntheticConfig
 
 if SYNTHETIC:
-    # Before anything is scheduled: never let the workflow own (and so delete) a
-    # directory that the generator did not make.
-    check_generator_owns(DATA_ROOT)
     # What the schema cannot check (places per scene at most the segments per scene),
     # named by key before any job runs rather than when the generator starts.
     SyntheticConfig.from_dict(dict(config["synthetic"]))

@@ -1,11 +1,11 @@
 """`acoustic-lottery generate` and `check-dataset`: make or inspect a TAU-layout data set.
 
     acoustic-lottery generate --out data/synthetic [--seed 0] [--layout tau2020]
-        [--clip-seconds 1] [--train-segments-per-scene 40]
-        [--train-parallel-fraction 0.15] [--eval-segments-per-scene 4]
-        [--difficulty 0.5] [--cities barcelona,helsinki,...]
+        [--clip-seconds 1] [--train-segments-per-scene 54]
+        [--train-parallel-fraction 0.15] [--eval-segments-per-scene 10]
+        [--difficulty 0.0] [--cities barcelona,helsinki,...]
         [--train-places-per-scene N|per-segment] [--eval-places-per-scene N|per-segment]
-        [--device-severity 1.0] [--overwrite]
+        [--device-severity 0.4] [--overwrite]
 
     acoustic-lottery check-dataset --root /data/TAU-urban-acoustic-scenes-2020-mobile-development
         [--missing error|skip]
@@ -147,7 +147,7 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--eval-segments-per-scene", type=int, default=None)
     g.add_argument(
-        "--difficulty", type=float, default=None, help="0 (easy) .. 1 (hard), default 0.5"
+        "--difficulty", type=float, default=None, help="0 (easy) .. 1 (hard), default 0"
     )
     g.add_argument("--cities", default=None, help="comma-separated city names")
     for split, what in (("train", "training"), ("eval", "evaluation")):
@@ -163,8 +163,8 @@ def register(subparsers: Any) -> None:
         "--device-severity",
         type=float,
         default=None,
-        help="scale of every device's departure from flat: 1 (default) the drawn devices, "
-        "0 all flat like device a",
+        help="scale of every device's departure from flat: 1 the drawn devices, 0 all "
+        "flat like device a (default 0.4)",
     )
     g.add_argument(
         "--subsegments-per-segment",

@@ -87,11 +87,11 @@ class SyntheticConfig:
     clip_seconds: float = 1.0
     sample_rate: int = 44100
     layout: str = "tau2020"
-    train_segments_per_scene: int = 40
+    train_segments_per_scene: int = 54
     train_parallel_fraction: float = 0.15
-    eval_segments_per_scene: int = 4
+    eval_segments_per_scene: int = 10
     cities: list[str] = field(default_factory=lambda: list(DEFAULT_CITIES))
-    difficulty: float = 0.5
+    difficulty: float = 0.0
     subsegments_per_segment: int = 10
     #: Places (city-location) per scene in each split; None: one place per segment.
     #: The segments of a split are dealt to its places in turn, so a value above the
@@ -100,7 +100,7 @@ class SyntheticConfig:
     eval_places_per_scene: int | None = None
     #: Scales every device's departure from flat (EQ peaks, tilt, band limits, gain,
     #: noise floor, saturation): 1 is the drawn devices, 0 makes every device flat.
-    device_severity: float = 1.0
+    device_severity: float = 0.4
 
     def validate(self) -> None:
         """InputError naming the key if a value is out of range (before any work)."""
