@@ -46,6 +46,12 @@ wildcard_constraints:
     row=_alternatives(ROWS),
 
 
+def places_option(split):
+    """--{split}-places-per-scene of the generator: the count, or "per-segment" for null."""
+    value = config["synthetic"][f"{split}_places_per_scene"]
+    return "per-segment" if value is None else value
+
+
 def dataset_path(split):
     """The data set the features depend on: the generator's output, or the real CSVs."""
     if SYNTHETIC:

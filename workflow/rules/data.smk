@@ -7,11 +7,6 @@ if SYNTHETIC:
     # named by key before any job runs rather than when the generator starts.
     SyntheticConfig.from_dict(dict(config["synthetic"]))
 
-    def places_option(split):
-        """--{split}-places-per-scene: the configured count, or "per-segment" for null."""
-        value = config["synthetic"][f"{split}_places_per_scene"]
-        return "per-segment" if value is None else value
-
     rule generate_synthetic:
         output:
             directory(DATA_ROOT),
