@@ -146,9 +146,7 @@ def register(subparsers: Any) -> None:
         help="fraction of train segments also on b, c, s1-s3 (default 0.15)",
     )
     g.add_argument("--eval-segments-per-scene", type=int, default=None)
-    g.add_argument(
-        "--difficulty", type=float, default=None, help="0 (easy) .. 1 (hard), default 0"
-    )
+    g.add_argument("--difficulty", type=float, default=None, help="0 (easy) .. 1 (hard), default 0")
     g.add_argument("--cities", default=None, help="comma-separated city names")
     for split, what in (("train", "training"), ("eval", "evaluation")):
         g.add_argument(
