@@ -3,6 +3,7 @@ skipped at DAG-build time), the lottery controls, and the verb's Markdown/CSV/JS
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -249,3 +250,60 @@ def test_pairs_of_different_clips_are_refused(predictions, tmp_path):
             out_csv=tmp_path / "c.csv",
             out_json=tmp_path / "c.json",
         )
+
+
+def test_a_device_gap_compares_one_system_on_unseen_and_seen_devices(tmp_path):
+    gaps = [
+        {"claim": "unseen harder for row 3", "of": {"row": "3"}},
+        {"claim": "unseen harder for row 12", "of": {"row": "12"}},  # not in this config
+    ]
+    pairs = comparison_pairs(config(comparisons={"pairs": [], "device_gaps": gaps}), R)
+    by_claim = {p["claim"]: p for p in pairs}
+    gap = by_claim["unseen harder for row 3"]
+    assert gap["kind"] == "device_gap" and gap["a"] == gap["b"]
+    assert gap["a"]["files"] == [f"{R}/predictions/table1/row3.h5"]
+    assert (
+        by_claim["unseen harder for row 12"]["skipped"] == "table1.12 is not in this configuration"
+    )
+    # a system right on most seen clips and wrong on most unseen ones
+    pred = eval_predictions(seed=4, skill=0.8)
+    unseen = np.isin(np.asarray(pred.device), ["s4", "s5", "s6"])
+    wrong = unseen & (np.random.default_rng(0).random(len(unseen)) < 0.6)
+    probs = pred.probs.copy()
+    probs[wrong, pred.label[wrong]] = 0.0
+    path = tmp_path / "row3.h5"
+    write_predictions(path, dataclasses.replace(pred, probs=probs))
+    side = {"label": "row 3", "files": [str(path)], "members": ["row 3"], "select": "only"}
+    result = write_comparisons(
+        [{**gap, "a": side, "b": side}],
+        [str(path)],
+        out_md=tmp_path / "c.md",
+        out_csv=tmp_path / "c.csv",
+        out_json=tmp_path / "c.json",
+        statistics={"n_boot": 500},
+    )
+    (row,) = result["comparisons"]
+    assert row["a"] == "row 3 on b, c, s1-s3" and row["b"] == "row 3 on s4-s6"
+    assert row["devices"] == "b, c, s1-s3 vs s4-s6"
+    assert row["accuracy_diff"] < -30 and row["accuracy_diff_ci"][1] < 0
+    assert row["n_clips"] == N_REC * 8
+    assert "| unseen harder for row 3 " in (tmp_path / "c.md").read_text()
+
+
+def test_controls_of_the_seeded_figure_only_stay_out_of_the_comparisons():
+    """They would pull the seeded Figure 2's extra seeds into the `paper` target."""
+    models = config()["models"]
+    models["chain_s1"] = {"arch": "sic", "lottery": {"base": "sic"}}
+    models["chain_s1_rm"] = {
+        "arch": "sic",
+        "lottery": {"control_of": "chain_s1", "control": "random_mask"},
+    }
+    figures = {
+        "figure2": ["chain", "chain_rm"],
+        "figure2_seeds": ["chain", "chain_rm", "chain_s1", "chain_s1_rm"],
+    }
+    pairs = comparison_pairs(config(models=models, figures=figures), R)
+    controls = [p for p in pairs if p["claim"].startswith("the lottery ticket")]
+    assert [p["claim"] for p in controls] == [
+        "the lottery ticket chain beats its random_mask control chain_rm (final rounds)"
+    ]

@@ -168,3 +168,58 @@ def test_teacher_chains_without_a_cycle_pass():
         stray={"arch": "sic", "teacher": "not_defined"},  # reported where it is used
     )
     assert validate_config(cfg, SCHEMA)["models"]["small"]["teacher"] == "mid"
+
+
+# ------------------------------------------------------------ teacher_fusion (row 1's teacher)
+
+
+def fusion_models(**student: object) -> dict:
+    return with_models(
+        t10={"arch": "fcnn"},
+        t3={"arch": "fcnn", "task": "super"},
+        both={"arch": "fcnn", "task": "mtl"},
+        s={"arch": "sic", "teacher": "t10", **student},
+    )
+
+
+def test_teacher_fusion_names_a_3_class_model_beside_a_scene_teacher():
+    models = validate_config(fusion_models(teacher_fusion="t3"), SCHEMA)["models"]
+    assert models["s"]["teacher_fusion"] == "t3"
+    validate_config(fusion_models(teacher_fusion="both"), SCHEMA)  # an mtl model has 'super'
+    mtl = fusion_models(task="mtl", teacher={"scene": "t10", "super": "t3"}, teacher_fusion="t3")
+    validate_config(mtl, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("student", "message"),
+    [
+        ({"teacher_fusion": "t4"}, r"models\.s\.teacher_fusion: 't4' is not defined under"),
+        ({"teacher_fusion": "t10"}, r"models\.s\.teacher_fusion: 't10' has task 'scene' and no "
+                                    r"'super' head"),
+        ({"teacher": None, "teacher_fusion": "t3"}, r"models\.s\.teacher_fusion: 's' has no "
+                                                    r"scene teacher"),
+        ({"task": "super", "teacher": "t3", "teacher_fusion": "t3"},
+         r"models\.s\.teacher_fusion: 's' has no scene teacher"),
+        ({"teacher_fusion": 3}, r"'models\.s\.teacher_fusion': 3 is not of type 'string'"),
+    ],
+)  # fmt: skip
+def test_a_wrong_teacher_fusion_is_named(student, message):
+    cfg = fusion_models(**student)
+    if cfg["models"]["s"]["teacher"] is None:
+        del cfg["models"]["s"]["teacher"]
+    with pytest.raises(InputError, match=message):
+        validate_config(cfg, SCHEMA, source="config.yaml")
+
+
+def test_a_cycle_through_teacher_fusion_is_named():
+    cfg = with_models(
+        t10={"arch": "fcnn"},
+        a={"arch": "sic", "task": "mtl", "teacher": {"scene": "t10"}, "teacher_fusion": "b"},
+        b={"arch": "sic", "task": "super", "teacher": "a"},
+    )
+    with pytest.raises(
+        InputError,
+        match=r"models\.a\.teacher_fusion -> b, models\.b\.teacher -> a forms a cycle; a model "
+        r"cannot \(indirectly\) teach itself",
+    ):
+        validate_config(cfg, SCHEMA)

@@ -59,11 +59,15 @@ def test_both_shipped_configurations_give_the_lth_rows_weights_only_tickets():
 
     for raw in (base, merge(base, tau)):
         cfg = validate_config(raw, SCHEMA)
-        chains = {m for row in pipeline.table_rows(cfg) for m in
+        # the report's rows: 99.33 %; our moderate variants (rows 5m, 14m): 90 %
+        chains = {(m, 0.9 if pipeline.row_variant(row) else 0.9933)
+                  for row in pipeline.table_rows(cfg) for m in
                   (x["model"] for x in pipeline.row_members(cfg, row))
                   if pipeline.is_lottery(cfg, m)}  # fmt: skip
-        assert {"sic_lth", "lic_lth", "lic_tsl_lth", "lic3_tsl_aug_lth"} <= chains
-        for name in chains:
+        names = {name for name, _ in chains}
+        assert {"sic_lth", "lic_lth", "lic_tsl_lth", "lic3_tsl_aug_lth"} <= names
+        assert len(names) == len(chains), "a chain is in a 99.33 % row and a 90 % row"
+        for name, target in chains:
             s = pipeline.lottery_settings(cfg, name)
             assert (s["preset"], s["scope"], s["strategy"], s["rounds"], s["rewind"]) == (
                 "acoustic_lottery",
@@ -72,7 +76,7 @@ def test_both_shipped_configurations_give_the_lth_rows_weights_only_tickets():
                 2,
                 "init",
             ), name
-            assert 1 - (1 - s["rate"]) ** 2 == pytest.approx(0.9933)
+            assert 1 - (1 - s["rate"]) ** 2 == pytest.approx(target), name
 
 
 def test_a_per_round_setting_changes_that_round_only():
@@ -154,3 +158,56 @@ def test_an_unquoted_row_number_is_an_error_that_says_to_quote_it():
     cfg = config({}, table1={3: {"members": [{"model": "sic"}]}})
     with pytest.raises(InputError, match=r'table1: key 3 must be a quoted string \("3"'):
         pipeline.table_rows(cfg)
+
+
+def test_variant_rows_sort_after_their_report_row_and_before_the_next():
+    names = ["systema", "row14m", "row6", "row5m", "row5", "row14", "row22"]
+    assert sorted(names, key=pipeline.row_order) == [
+        "row5", "row5m", "row6", "row14", "row14m", "row22", "systema",
+    ]  # fmt: skip
+    assert (pipeline.row_index("row5m"), pipeline.row_variant("row5m")) == (5, "m")
+    assert (pipeline.row_index("systemb"), pipeline.row_variant("systemb")) == (None, "")
+    with pytest.raises(InputError, match="expected rowN"):
+        pipeline.row_index("row5-x")
+
+
+def test_the_10_class_tsl_students_learn_from_row_1s_fused_teacher():
+    """config.yaml and the tau2020 overlay: teacher fcnn10 fused with fcnn3 for every
+    10-class student of fcnn10; the 3-class students of fcnn3 alone; teachers on reverb."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    tau = yaml.safe_load((ROOT / "configs/tau2020.yaml").read_text())
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    for raw in (base, merge(base, tau)):
+        cfg = validate_config(raw, SCHEMA)
+        fused = {m for m in cfg["models"] if pipeline.teacher_fusion_of(cfg, m)}
+        taught_by_fcnn10 = {
+            m for m in cfg["models"] if pipeline.teachers_of(cfg, m).get("scene") == "fcnn10"
+        }
+        assert {"sic_tsl", "lic_tsl", "lic_tsl_aug", "lic_tsl_lth", "lic_tsl_aug_lth"} <= fused
+        assert fused == taught_by_fcnn10
+        assert all(pipeline.teacher_fusion_of(cfg, m) == "fcnn3" for m in fused)
+        for m in ("sic3_tsl", "lic3_tsl", "lic3_tsl_aug", "lic3_tsl_lth", "lic3_tsl_aug_lth"):
+            assert pipeline.teachers_of(cfg, m) == {"super": "fcnn3"}, m
+            assert pipeline.teacher_fusion_of(cfg, m) is None, m
+        for m in ("fcnn10", "fcnn3", "resnet10", "resnet3"):
+            assert "reverb" in cfg["models"][m]["copies"], m
+        students = [m for m in cfg["models"] if m not in ("fcnn10", "fcnn3", "resnet10", "resnet3")]
+        assert not any("reverb" in cfg["models"][m]["copies"] for m in students)
+
+
+def test_teacher_fusion_of_checks_a_config_that_skipped_validation():
+    cfg = config({"t3": {"arch": "sic", "task": "super"}, "s": {"arch": "sic", "teacher": "lic"}})
+    cfg["models"]["s"]["teacher_fusion"] = "lic"
+    with pytest.raises(InputError, match=r"models\.s\.teacher_fusion: 'lic' has no 'super' head"):
+        pipeline.teacher_fusion_of(cfg, "s")
+    cfg["models"]["s"]["teacher_fusion"] = "t3"
+    assert pipeline.teacher_fusion_of(cfg, "s") == "t3"
+    cfg["models"]["s"].pop("teacher")
+    with pytest.raises(InputError, match=r"models\.s\.teacher_fusion: 's' has no scene teacher"):
+        pipeline.teacher_fusion_of(cfg, "s")

@@ -134,3 +134,24 @@ def test_rows_written_before_the_intervals_still_make_a_table(files, tmp_path):
     assert frame.loc[0, "acc_ci"] is None and frame.loc[0, "acc"] == round(
         row["ours"]["accuracy"], 1
     )
+
+
+def test_a_variant_row_follows_its_report_row_without_paper_figures(files, tmp_path):
+    """Row 5m (our 90 % ticket beside the report's row 5): after 5, before 6, no paper
+    size or accuracy, the report's system name."""
+    from acoustic_lottery import pipeline
+
+    pred, size = files
+    rows = []
+    for name in ("row6", "row5m", "row5"):
+        s = {**spec(pipeline.row_index(name)), "name": name, "variant": pipeline.row_variant(name)}
+        rows.append(tmp_path / f"{name}.json")
+        write_row(s, [pred], [size], rows[-1], statistics={"n_boot": 50})
+    variant = read_json(rows[1])
+    assert (variant["row"], variant["variant"]) == (5, "m")
+    assert variant["paper"]["accuracy"] is None and variant["paper"]["size_text"] is None
+    assert variant["system"] == "SIC"
+    frame = write_table(rows, tmp_path / "t.md", tmp_path / "t.csv")
+    assert list(frame["idx"]) == ["5", "5m", "6"]
+    assert frame["paper_acc"].isna().tolist() == [False, True, False]
+    assert frame.loc[0, "paper_acc"] == 68.2

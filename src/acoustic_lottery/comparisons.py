@@ -14,6 +14,11 @@ predictions; a lottery chain's are its last round's), or `best_member_of: "N"` (
 10-class member of row N with the best accuracy, chosen at run time on the evaluation
 clips themselves, which favours the member: a conservative test of an ensemble).
 `devices: unseen | seen | all` restricts both sides to those clips.
+
+`device_gaps` (one system each) compare the system with itself: B its accuracy on the
+unseen devices s4-s6, A on the seen devices other than the dominant a (b, c, s1-s3), on
+the same recordings (`evaluation.bootstrap.group_gap_bootstrap`); negative d_acc: the
+unseen devices are harder.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ import numpy as np
 
 from acoustic_lottery import pipeline
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.labels import UNSEEN_DEVICES
+from acoustic_lottery.labels import TRAIN_DEVICES, UNSEEN_DEVICES
+
+#: The seen devices of a device gap: every training device but the dominant a.
+GAP_SEEN_DEVICES: tuple[str, ...] = tuple(d for d in TRAIN_DEVICES if d != "a")
+GAP_DEVICES = "b, c, s1-s3 vs s4-s6"
 
 __all__ = ["comparison_pairs", "pair_files", "write_comparisons"]
 
@@ -90,11 +99,19 @@ def _model_file(results: str, model: str, head: str, quantized: bool) -> str:
 
 
 def _control_pairs(config: dict) -> list[dict]:
-    """Every winning lottery chain against each of its control chains (final rounds)."""
+    """Every winning lottery chain against each of its control chains (final rounds).
+
+    Controls drawn only in the seeded Figure 2 (`figures.figure2_seeds`, its own target)
+    are left out: comparing them would pull that figure's extra seeds into `paper`.
+    """
+    figures = config.get("figures") or {}
+    seeded_only = set(figures.get("figure2_seeds", [])) - set(figures.get("figure2", []))
     pairs = []
     for name, m in sorted((config.get("models") or {}).items()):
         lot = m.get("lottery") if isinstance(m, dict) else None
         if not (isinstance(lot, dict) and lot.get("control") and lot.get("control_of")):
+            continue
+        if name in seeded_only:
             continue
         chain = lot["control_of"]
         head = pipeline.heads_of(config, chain)[0]
@@ -139,6 +156,14 @@ def comparison_pairs(config: dict, results: str) -> list[dict]:
                 "devices": line["devices"],
                 "skipped": "; ".join(missing),
             }
+        out.append(line)
+    for i, gap in enumerate(section.get("device_gaps", [])):
+        side = _side(config, results, gap["of"], f"comparisons.device_gaps[{i}].of")
+        line = {"claim": gap["claim"], "devices": GAP_DEVICES, "kind": "device_gap"}
+        if "missing" in side:
+            line["skipped"] = side["missing"]
+        else:
+            line.update(a=side, b=side)
         out.append(line)
     return out
 
@@ -206,6 +231,7 @@ def compare_pairs(
     from acoustic_lottery.evaluation.bootstrap import (
         bootstrap_settings,
         clip_scores,
+        group_gap_bootstrap,
         paired_bootstrap,
         recording_ids,
     )
@@ -230,6 +256,27 @@ def compare_pairs(
         base = {"claim": pair["claim"], "devices": pair.get("devices", "all")}
         if pair.get("skipped"):
             results.append({**base, "status": "skipped", "reason": pair["skipped"]})
+            continue
+
+        if pair.get("kind") == "device_gap":
+            p, label = _pick(pair["a"], read, lambda p: np.ones(p.device.shape, dtype=bool))
+            devices = np.asarray(p.device).astype(str)
+            stats = group_gap_bootstrap(
+                clip_scores(p),
+                recording_ids(p.filename, where=label),
+                np.isin(devices, GAP_SEEN_DEVICES),
+                np.isin(devices, UNSEEN_DEVICES),
+                **settings,
+            )
+            results.append(
+                {
+                    **base,
+                    "a": f"{label} on b, c, s1-s3",
+                    "b": f"{label} on s4-s6",
+                    "status": "ok",
+                    **stats,
+                }
+            )
             continue
 
         def mask_of(p, which=base["devices"]):

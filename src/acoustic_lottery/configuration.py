@@ -3,7 +3,8 @@
 Why our own pass rather than a bare `jsonschema.validate`: users need the exact key
 (`training.epochz`), what was expected and, for a misspelling, the key they meant.
 References between models that go round in a circle (a teacher cycle) are named here
-too, before Snakemake would report only a bare CyclicGraphException.
+too, before Snakemake would report only a bare CyclicGraphException, and so is a
+`teacher_fusion` that names no 3-class model or has no scene teacher to fuse into.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
 
 
 #: Keys of a model entry that name another model it is built from: its job needs that
-#: model's checkpoint (a teacher), its Θ0 (a lottery base), its masks (the chain a
-#: control copies) or its trained weights (a progressive base).
+#: model's checkpoint (a teacher, a fusion teacher: `teacher_fusion`), its Θ0 (a lottery
+#: base), its masks (the chain a control copies) or its trained weights (a progressive base).
 _MODEL_REFERENCES = (("lottery", "base"), ("lottery", "control_of"), ("progressive", "base"))
 
 
@@ -95,6 +96,8 @@ def _model_references(models: dict) -> dict[str, list[tuple[str, str]]]:
             out.append(("teacher", teacher))
         elif isinstance(teacher, dict):
             out += [(f"teacher.{head}", t) for head, t in teacher.items()]
+        if isinstance(m.get("teacher_fusion"), str):
+            out.append(("teacher_fusion", m["teacher_fusion"]))
         for section, key in _MODEL_REFERENCES:
             sub = m.get(section)
             if isinstance(sub, dict) and isinstance(sub.get(key), str):
@@ -155,11 +158,52 @@ def describe_cycle(cycle: list[tuple[str, str, str]], source: str = "config") ->
     return f"{source}: {chain} forms a cycle; {why}"
 
 
+def scene_teacher(model: dict) -> str | None:
+    """The teacher of a model entry's scene head, or None (a str teacher teaches its task)."""
+    teacher = model.get("teacher")
+    if isinstance(teacher, dict):
+        return teacher.get("scene")
+    if isinstance(teacher, str) and model.get("task", "scene") == "scene":
+        return teacher
+    return None
+
+
+def check_teacher_fusion(models: dict, source: str = "config") -> None:
+    """Every `teacher_fusion` names a model with a 'super' head and has a scene teacher.
+
+    Why here: a wrong name would otherwise surface as a missing file in the middle of a
+    run, and a fusion into nothing would silently train as plain distillation.
+    """
+    for name, m in models.items():
+        fusion = m.get("teacher_fusion") if isinstance(m, dict) else None
+        if fusion is None:
+            continue
+        key = f"{source}: models.{name}.teacher_fusion"
+        if fusion not in models:
+            raise InputError(
+                f"{key}: '{fusion}' is not defined under 'models' "
+                f"(defined: {', '.join(sorted(models)) or 'none'})"
+            )
+        task = models[fusion].get("task", "scene")
+        if task not in ("super", "mtl"):
+            raise InputError(
+                f"{key}: '{fusion}' has task {task!r} and no 'super' head; expected a 3-class "
+                "model (task super or mtl) whose probabilities multiply the scene teacher's"
+            )
+        if scene_teacher(m) is None:
+            raise InputError(
+                f"{key}: '{name}' has no scene teacher to fuse '{fusion}' into "
+                f"(models.{name}.teacher is {m.get('teacher')!r} for task "
+                f"{m.get('task', 'scene')!r}); teacher_fusion needs a teacher of the scene head"
+            )
+
+
 def validate_config(config: dict, schema: dict | str | Path, source: str = "config") -> dict:
     """Return a validated deep copy of `config` with schema defaults filled in.
 
     Raises InputError listing every problem, each naming its key, or naming a cycle of
-    references between models (teacher, lottery base/control_of, progressive base).
+    references between models (teacher, teacher_fusion, lottery base/control_of,
+    progressive base), or a teacher_fusion without a 3-class model or a scene teacher.
     """
     if isinstance(schema, str | Path):
         schema = load_yaml(schema)
@@ -182,6 +226,7 @@ def validate_config(config: dict, schema: dict | str | Path, source: str = "conf
         cycle = model_cycle(models)
         if cycle:
             raise InputError(describe_cycle(cycle, source))
+        check_teacher_fusion(models, source)
     return instance
 
 

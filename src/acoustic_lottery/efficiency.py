@@ -94,7 +94,7 @@ TRAINING_KEYS: tuple[str, ...] = (
     "mtl_weights",
 )
 _TRAINING_OVERRIDES = {"type": "object", "propertyNames": {"enum": list(TRAINING_KEYS)}}
-_COPIES = ["orig", "pitch", "speed", "noise", "mix", "speccorr"]
+_COPIES = ["orig", "pitch", "speed", "noise", "mix", "speccorr", "reverb"]
 
 #: JSON schema of the ``data_efficiency`` block (defaults filled by `study_config`). The
 #: same block belongs in workflow/schemas/config.schema.yaml under ``properties``.

@@ -7,6 +7,7 @@ stay fast (`snakemake -n` on the whole table takes seconds).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from acoustic_lottery.configuration import merge
@@ -53,6 +54,28 @@ def teachers_of(config: dict, name: str) -> dict[str, str]:
     return dict(teacher)
 
 
+def teacher_fusion_of(config: dict, name: str) -> str | None:
+    """The 3-class model fused two-stage into the scene teacher of `name`, or None.
+
+    Row 1's fusion P10 · P3[:, map] as the teacher (report §3.3); checked: the fusion
+    model predicts the 'super' head and the student has a scene teacher.
+    """
+    fusion = model_config(config, name).get("teacher_fusion")
+    if fusion is None:
+        return None
+    if "scene" not in teachers_of(config, name):
+        raise InputError(
+            f"config: models.{name}.teacher_fusion: '{name}' has no scene teacher to fuse "
+            f"'{fusion}' into"
+        )
+    if "super" not in heads_of(config, fusion):
+        raise InputError(
+            f"config: models.{name}.teacher_fusion: '{fusion}' has no 'super' head "
+            "(expected a 3-class model)"
+        )
+    return fusion
+
+
 def train_spec(config: dict, name: str) -> dict:
     """The full training spec of a model: global training keys, then the model's overrides."""
     m = model_config(config, name)
@@ -96,15 +119,31 @@ def row_config_key(row_name: str) -> str:
     return "table1." + row_name.removeprefix("row")
 
 
+_ROW_KEY = re.compile(r"^([0-9]+)([a-z]*)$")
+
+
+def _row_parts(row_name: str) -> tuple[int, str]:
+    match = _ROW_KEY.match(row_name.removeprefix("row"))
+    if match is None:
+        raise InputError(f"row {row_name!r}: expected rowN or rowN<letter> (e.g. row5, row5m)")
+    return int(match.group(1)), match.group(2)
+
+
 def row_index(row_name: str) -> int | None:
-    """Table 1 index of `rowN`; None for a submitted system (`systema` .. `systemd`)."""
-    return None if row_name.startswith("system") else int(row_name.removeprefix("row"))
+    """Table 1 index of `rowN` (and of its variant `rowNm`); None for a submitted system."""
+    return None if row_name.startswith("system") else _row_parts(row_name)[0]
 
 
-def row_order(row_name: str) -> tuple[int, int, str]:
-    """Rows 0-22 in order, then the systems (a)-(d)."""
+def row_variant(row_name: str) -> str:
+    """The letter of a variant row (`row5m` -> "m": our addition beside the report's
+    row 5, e.g. a moderate-sparsity ticket); "" for the report's own rows and systems."""
+    return "" if row_name.startswith("system") else _row_parts(row_name)[1]
+
+
+def row_order(row_name: str) -> tuple[bool, int, str, str]:
+    """Rows 0-22 in order, each followed by its variants, then the systems (a)-(d)."""
     index = row_index(row_name)
-    return (index is None, index or 0, row_name)
+    return (index is None, index or 0, row_variant(row_name), row_name)
 
 
 def row_members(config: dict, row_name: str) -> list[dict]:
@@ -140,6 +179,7 @@ def row_spec(config: dict, row_name: str) -> dict:
     return {
         "name": row_name,
         "index": row_index(row_name),
+        "variant": row_variant(row_name),
         "system": row_name.removeprefix("system") if row_name.startswith("system") else None,
         "members": row_members(config, row_name),
         "fusion": row["fusion"],

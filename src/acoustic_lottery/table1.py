@@ -166,10 +166,21 @@ def build_row(
     if spec.get("system"):
         paper = paper_system(spec["system"]).to_dict()
         paper["index"] = None
+    elif spec.get("variant"):
+        # Our addition beside the report's row (e.g. a 90 % ticket): the report has no
+        # figures for it, only the row's system name.
+        paper = {
+            **paper_row(spec["index"]).to_dict(),
+            "size_kb": None,
+            "size_text": None,
+            "accuracy": None,
+            "log_loss": None,
+        }
     else:
         paper = paper_row(spec["index"]).to_dict()
     return {
         "row": spec["index"],
+        "variant": spec.get("variant", ""),
         "name": spec["name"],
         "system": paper["system"],
         "dataset": spec["dataset"],
@@ -226,9 +237,16 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
     """One line per row: flags, our size/accuracy (with its interval)/log loss (with its
     interval) and the paper's."""
     lines = []
-    for r in sorted(rows, key=lambda r: (r["row"] is None, r["row"] or 0, r["name"])):
+
+    def order(r: dict) -> tuple:
+        return (r["row"] is None, r["row"] or 0, r.get("variant", ""), r["name"])
+
+    for r in sorted(rows, key=order):
         p, o = r["paper"], r["ours"]
-        idx = r["row"] if r["row"] is not None else f"({r['name'].removeprefix('system')})"
+        if r["row"] is None:
+            idx = f"({r['name'].removeprefix('system')})"
+        else:
+            idx = f"{r['row']}{r.get('variant', '')}"
         line = {"idx": idx, "system": r["system"]}
         line.update({f: "Y" if r["flags"].get(f) else "-" for f in FLAGS})
         line.update(

@@ -64,7 +64,7 @@ def _parser(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("kind", "workers"), [("pitch", 0), ("speed", 0), ("noise", 0), ("mix", 2)]
+    ("kind", "workers"), [("pitch", 0), ("speed", 0), ("noise", 0), ("mix", 2), ("reverb", 0)]
 )
 def test_waveform_copy_holds_every_clip_transformed_with_its_own_seed(
     root, orig, tmp_path, kind, workers

@@ -207,10 +207,106 @@ def test_choose_partner_never_returns_self() -> None:
     assert set(picks) == {0, 2}
 
 
+# ----------------------------------------------------------------------------- reverb
+
+
+def schroeder_rt60(h: np.ndarray, sample_rate: int = SR) -> float:
+    """RT60 from the energy decay curve (Schroeder backward integration) of a response.
+
+    The -5 to -25 dB range of the curve (T20) fitted by least squares, extrapolated to
+    60 dB: the standard measurement of a room's reverberation time (ISO 3382).
+    """
+    tail = np.asarray(h, dtype=np.float64)[1:]  # the reverberant part, without the direct path
+    edc = np.cumsum(tail[::-1] ** 2)[::-1]
+    db = 10 * np.log10(edc / edc[0])
+    sel = np.flatnonzero((db <= -5) & (db >= -25))
+    slope, _ = np.polyfit(sel / sample_rate, db[sel], 1)
+    return -60.0 / slope
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.6, 1.0])
+def test_room_response_decays_60_db_per_rt60(rt60: float) -> None:
+    h = wf.room_impulse_response(rt60, SR, np.random.default_rng(1), wet=0.5)
+    assert h[0] == 1.0  # direct path at t = 0
+    assert h.size == round(rt60 * SR)
+    # the tail's energy relative to the direct path is wet² (0.5² here)
+    assert np.sum(h[1:] ** 2) == pytest.approx(0.25, rel=1e-9)
+    # measured decay within 5 % of the drawn RT60 (noise of one response: ~1 %)
+    assert schroeder_rt60(h) == pytest.approx(rt60, rel=0.05)
+
+
+def test_a_longer_rt60_gives_more_late_energy_in_the_output() -> None:
+    """Late energy of a reverberated click: after 0.2 s, more with a longer RT60."""
+    click = np.zeros(SR, dtype=np.float32)
+    click[100] = 1.0
+    late = []
+    for rt60 in (0.3, 0.6, 1.0):
+        h = wf.room_impulse_response(rt60, SR, np.random.default_rng(2), wet=0.7)
+        out = wf.reverberate(click, h, match="peak").astype(np.float64)
+        late.append(np.sum(out[100 + SR // 5 :] ** 2) / np.sum(out**2))
+    assert late[0] < late[1] < late[2]
+
+
+def test_reverb_keeps_the_length_and_the_level() -> None:
+    y = tone(500.0, 0.5, amp=0.4) * np.hanning(SR // 2).astype(np.float32)
+    h = wf.room_impulse_response(0.8, SR, np.random.default_rng(3), wet=0.8)
+    rms = wf.reverberate(y, h)
+    peak = wf.reverberate(y, h, match="peak")
+    assert rms.shape == y.shape == peak.shape and rms.dtype == np.float32
+    assert np.sqrt(np.mean(rms.astype(np.float64) ** 2)) == pytest.approx(
+        np.sqrt(np.mean(y.astype(np.float64) ** 2)), rel=1e-5
+    )
+    assert np.max(np.abs(peak)) == pytest.approx(np.max(np.abs(y)), rel=1e-5)
+    assert not np.allclose(rms, y, atol=1e-3)  # it did change the clip
+    silent = np.zeros(1000, dtype=np.float32)
+    np.testing.assert_array_equal(wf.reverberate(silent, h), silent)
+
+
+def test_wet_gain_zero_is_the_dry_clip() -> None:
+    y = (0.1 * np.random.default_rng(4).standard_normal(SR // 4)).astype(np.float32)
+    t = wf.WaveTransform("reverb", seed=0, params={"wet_min": 0.0, "wet_max": 0.0})
+    out = t(y, 3)
+    assert t.last_draw["wet"] == 0.0 and 0.3 <= t.last_draw["rt60"] <= 1.0
+    np.testing.assert_allclose(out, y, atol=1e-6)
+
+
+def test_reverb_draws_stay_in_the_configured_ranges() -> None:
+    t = wf.WaveTransform(
+        "reverb", seed=9, params={"rt60_min": 0.2, "rt60_max": 0.4, "wet_max": 0.5}
+    )
+    y = (0.1 * np.random.default_rng(5).standard_normal(SR // 10)).astype(np.float32)
+    draws = []
+    for i in range(60):
+        t(y, i)
+        draws.append((t.last_draw["rt60"], t.last_draw["wet"]))
+    rt60s, wets = np.array(draws).T
+    assert rt60s.min() >= 0.2 and rt60s.max() <= 0.4 and rt60s.max() - rt60s.min() > 0.1
+    assert wets.min() >= 0.3 and wets.max() <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"rt60_min": 0.0}, "rt60_min <= rt60_max"),
+        ({"rt60_min": 1.5}, "rt60_min <= rt60_max"),
+        ({"wet_min": -0.1}, "wet_min <= wet_max"),
+        ({"wet_min": 0.9}, "wet_min <= wet_max"),
+        ({"rt60_max": "long"}, "rt60_max: expected a number"),
+        ({"match": "loudness"}, "match: expected one of"),
+        ({"rt60": 0.5}, "unknown key 'rt60'"),
+    ],
+)
+def test_bad_reverb_params_are_named(params: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        wf.resolve_params("reverb", params)
+    with pytest.raises(InputError, match="rt60 must be > 0"):
+        wf.room_impulse_response(0.0, SR, np.random.default_rng(0))
+
+
 # ----------------------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("kind", ["pitch", "speed", "noise", "mix"])
+@pytest.mark.parametrize("kind", ["pitch", "speed", "noise", "mix", "reverb"])
 def test_same_seed_and_index_give_identical_output_in_any_order(kind: str) -> None:
     meta = _mix_meta()
     rng = np.random.default_rng(0)
@@ -247,5 +343,5 @@ def test_params_are_checked() -> None:
     with pytest.raises(InputError, match="method"):
         wf.resolve_params("speed", {"method": "tape"})
     with pytest.raises(InputError, match="kind"):
-        wf.resolve_params("reverb", {})
+        wf.resolve_params("chorus", {})
     assert wf.resolve_params("noise", {"std": 0.02}) == {"std": 0.02, "keep_zeros": True}

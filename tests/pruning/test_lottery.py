@@ -481,6 +481,8 @@ def test_cli_round_point_and_dense(
         "size_kb": pytest.approx(rep["size"]["kb"]),
         "round": 1,
         "model": "baseline",
+        "scope": "weights",
+        "seed": rep["spec"]["seed"],
     }
     from acoustic_lottery.reporting.figures import validate_point
 
@@ -541,3 +543,29 @@ def test_dense_round_report_scope_all(tmp_path: Path, chain: dict[str, Any]) -> 
         for k in members
     )
     assert rep["sparsity"]["mask"]["total"] == n and rep["round"] == 0
+
+
+def test_a_round_with_row_1s_fused_teacher_records_it(
+    tmp_path: Path, chain: dict[str, Any]
+) -> None:
+    """The scene teacher (here the dense model) fused with a 3-class model, as the
+    10-class TSL chains of Table 1 learn (teacher_fusion)."""
+    root, feats = chain["root"], chain["feats"]
+    train({**SPEC, "task": "super", "seed": 3}, [feats], tmp_path / "t3")
+    kd = {"temperature": 1.0, "hard_weight": 0.0, "soft_weight": 1.0}
+    kw = round_kwargs(spec={**SPEC, "kd": kd})
+    common = {
+        "round_index": 1,
+        "train_files": [feats],
+        "theta0": root / "r0" / "init.pt",
+        "previous": root / "r0" / "final.pt",
+        "previous_mask": None,
+        "teachers": {"scene": root / "r0" / "final.pt"},
+        **kw,
+    }
+    fused = run_round(out_dir=tmp_path / "fused", teacher_fusion=tmp_path / "t3/final.pt", **common)
+    plain = run_round(out_dir=tmp_path / "plain", **common)
+    assert fused["paths"]["teacher_fusion"] == str(tmp_path / "t3/final.pt")
+    assert "teacher_fusion" not in plain["paths"]
+    assert fused["train"]["final_loss"] != plain["train"]["final_loss"]
+    assert json.loads((tmp_path / "fused" / "round.json").read_text())["paths"] == fused["paths"]

@@ -417,3 +417,18 @@ def test_cli_prune_progressive(
     bad[bad.index("--dense") + 1] = str(tmp_path / "missing.pt")
     assert cli.main(bad) == 2
     assert "--dense" in capsys.readouterr().err
+
+
+def test_a_fused_teacher_enters_the_loss_and_is_recorded(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """teacher_fusion: the dense scene teacher fused two-stage with a 3-class model."""
+    root = runs["root"]
+    train({**DENSE, "task": "super", "seed": 3}, [root / "train.h5"], tmp_path / "t3")
+    t3 = tmp_path / "t3" / "final.pt"
+    fused = run(root, "fused", out_dir=tmp_path / "fused", teacher_fusion=t3)
+    assert fused["paths"]["teacher_fusion"] == str(t3)
+    assert runs["a"]["paths"]["teacher_fusion"] is None
+    assert fused["phases"][0]["final_loss"] != runs["a"]["phases"][0]["final_loss"]
+    with pytest.raises(InputError, match="no scene teacher"):
+        run(root, "x", out_dir=tmp_path / "x", teachers={"super": t3}, teacher_fusion=t3)

@@ -111,9 +111,59 @@ def test_figure2_png_and_series(tmp_path: Path) -> None:
     assert series["large final"]["log_loss"][-1] == pytest.approx(0.9 + 0.03 * 7.0)
     # dense reference = mean of every point at 100 % weights (all five strategies: 68)
     assert result["dense"]["sic"]["accuracy"] == pytest.approx(68.0)
-    assert result["dense"]["sic"]["n"] == 5
+    # the five strategies' 100 % points are one dense base (no seed given): n counts bases
+    assert result["dense"]["sic"]["n"] == 1
     left, right = result["xlim"]
     assert left > 100 and right < 0.67  # inverted log axis: 100 % on the left
+
+
+def test_figure2_averages_seeds_bands_the_dense_bases_and_keeps_scope_all_apart(
+    tmp_path: Path,
+) -> None:
+    """Three seeds of two rounds: one line, mean and range per round, though the
+    reachability repair left one seed a few more weights; the three dense bases a band;
+    a scope-"all" chain's points a series of their own, not part of the weights line."""
+    points = []
+    for seed, base in ((0, 60.0), (1, 62.0), (2, 64.0)):
+        for rnd, wr, drop in ((0, 1.0, 0.0), (1, 0.1, 1.0), (2, 0.0067 + 1e-5 * seed, 5.0)):
+            for strategy in ("small_weights", "random_mask"):
+                extra = 0.0 if strategy == "small_weights" else 10.0 * rnd
+                points.append(
+                    {"strategy": strategy, "weights_remaining": wr, "round": rnd,
+                     "accuracy": base - drop - extra, "log_loss": 1.0 + drop / 10,
+                     "model": "sic", "seed": seed, "scope": "weights"}
+                )  # fmt: skip
+    points += [
+        {"strategy": "small_weights", "weights_remaining": w, "round": r, "accuracy": a,
+         "log_loss": 2.3, "model": "sic", "seed": 0, "scope": "all"}
+        for r, w, a in ((0, 1.0, 60.0), (1, 0.08, 30.0), (2, 0.0067, 10.0))
+    ]  # fmt: skip
+    result = figure2(points, tmp_path / "f.png")
+    series = result["series"]
+    assert set(series) == {
+        "small weights",
+        "random mask (control)",
+        "small weights, all values (size-matched)",
+    }
+    sw = series["small weights"]
+    assert sw["n"] == [3, 3, 3]
+    assert sw["accuracy"] == pytest.approx([62.0, 61.0, 57.0])
+    assert (sw["accuracy_min"][-1], sw["accuracy_max"][-1]) == (55.0, 59.0)
+    assert sw["weights_remaining"][-1] == pytest.approx(0.0067 + 1e-5)
+    rm = series["random mask (control)"]
+    assert rm["accuracy"] == pytest.approx([62.0, 51.0, 37.0]) and rm["linestyle"] == "--"
+    scope_all = series["small weights, all values (size-matched)"]
+    assert scope_all["weights_remaining"] == [0.08, 0.0067]  # its dense point is the base's
+    assert scope_all["accuracy"] == [30.0, 10.0] and scope_all["linestyle"] == "none"
+    dense = result["dense"]["sic"]
+    assert dense["n"] == 3 and dense["accuracy"] == pytest.approx(62.0)
+    assert (dense["accuracy_min"], dense["accuracy_max"]) == (60.0, 64.0)
+    assert result["seeds"] == [0, 1, 2]
+    assert_png(tmp_path / "f.png")
+    with pytest.raises(InputError, match="'scope'"):
+        figure2([{**points[0], "scope": "bn"}], tmp_path / "g.png")
+    with pytest.raises(InputError, match="'seed'"):
+        figure2([{**points[0], "seed": -1}], tmp_path / "g.png")
 
 
 def test_figure2_paper_points_and_models(tmp_path: Path) -> None:

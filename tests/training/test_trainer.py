@@ -345,3 +345,59 @@ def test_bad_inputs_name_the_file(tmp_path: Path, feats: Path) -> None:
         f["features"][3, 0, 5, 5] = np.nan
     with pytest.raises(InputError, match="loss became nan.*lower lr_max"):
         train(spec_of(mixup_alpha=0.0, crop_frames=None), [nan], tmp_path / "x")
+
+
+def test_fused_teacher_trains_is_recorded_and_never_resumed_without(
+    tmp_path: Path, feats: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Row 1's two-stage teacher: a 10-class teacher fused with a 3-class one."""
+    train(spec_of(epochs=1, seed=7), [feats], tmp_path / "t10")
+    train(spec_of(epochs=1, seed=8, task="super"), [feats], tmp_path / "t3")
+    t10, t3 = tmp_path / "t10" / "final.pt", tmp_path / "t3" / "final.pt"
+    kd = {"temperature": 1.0, "hard_weight": 0.0, "soft_weight": 1.0}
+    spec = spec_of(epochs=1, kd=kd)
+    fused = train(
+        spec, [feats], tmp_path / "fused", teachers={"scene": t10}, teacher_fusion=t3,
+        keep_checkpoint=True,
+    )  # fmt: skip
+    assert fused["resumed_from_epoch"] is None
+    ck = load_checkpoint(tmp_path / "fused" / "checkpoint.pt")
+    fp = ck["fingerprint"]
+    assert fp["teacher_fusion"]["path"] == str(t3.resolve())
+    assert fp["teacher_fusion"]["size"] == t3.stat().st_size
+    assert fp["teachers"]["scene"]["path"] == str(t10.resolve())
+    # the 3-class model did enter the soft targets: another loss than t10 alone
+    train(spec, [feats], tmp_path / "plain", teachers={"scene": t10})
+    fused_loss = read_history(tmp_path / "fused" / "history.csv")[0]["loss"]
+    plain_loss = read_history(tmp_path / "plain" / "history.csv")[0]["loss"]
+    assert fused_loss != plain_loss
+    # the same run resumes; the run without the fusion teacher starts over
+    again = train(
+        spec, [feats], tmp_path / "fused", teachers={"scene": t10}, teacher_fusion=t3,
+        keep_checkpoint=True,
+    )  # fmt: skip
+    assert again["resumed_from_epoch"] == 1
+    with caplog.at_level(logging.WARNING):
+        without = train(
+            spec, [feats], tmp_path / "fused", teachers={"scene": t10}, keep_checkpoint=True
+        )
+    assert without["resumed_from_epoch"] is None
+    assert "different run" in caplog.text and "teacher_fusion" in caplog.text
+
+
+def test_fused_teacher_needs_a_scene_teacher_and_a_3_class_model(
+    tmp_path: Path, feats: Path
+) -> None:
+    train(spec_of(epochs=1, seed=7), [feats], tmp_path / "t10")
+    t10 = tmp_path / "t10" / "final.pt"
+    kd = {"temperature": 1.0, "hard_weight": 0.0, "soft_weight": 1.0}
+    with pytest.raises(InputError, match=r"t10/final\.pt.*'super' with 3 classes"):
+        train(
+            spec_of(epochs=1, kd=kd), [feats], tmp_path / "x",
+            teachers={"scene": t10}, teacher_fusion=t10,
+        )  # fmt: skip
+    with pytest.raises(InputError, match="no scene teacher"):
+        train(
+            spec_of(epochs=1, kd=kd, task="super"), [feats], tmp_path / "y",
+            teachers={"super": t10}, teacher_fusion=t10,
+        )  # fmt: skip

@@ -127,6 +127,24 @@ def test_dry_run_lists_the_jobs_of_rows_0_and_3(tmp_path, smk):
         assert f"rule {rule}:" in out or f"\n{rule} " in out or f" {rule}\n" in out, rule
 
 
+def test_dry_run_of_config_yaml_gives_the_teachers_reverb_and_the_students_row_1(tmp_path, smk):
+    """config.yaml's DAG from nothing: an augment job writes the reverb copy that the
+    teachers (rows 1-2) train on, and the 10-class TSL students get row 1's two-stage
+    teacher (fcnn10 fused with fcnn3) while the 3-class ones learn from fcnn3 alone."""
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    out = smk(tmp_path, "-n", "-p", "--cores", "1").stdout
+    assert "train/reverb.h5" in out and "augment --kind reverb" in out
+    models = "results/synthetic/models"
+    shell = re.finditer(r"^Shell command: .*--out-dir \S+/models/(\w+) .*$", out, re.M)
+    jobs = {m.group(1): m.group(0) for m in shell}  # dense training jobs by model
+    assert all("train/reverb.h5" in jobs[t] for t in ("fcnn10", "fcnn3", "resnet10", "resnet3"))
+    fusion = f"--teacher-fusion {models}/fcnn3/final.pt"
+    assert f"--teacher scene={models}/fcnn10/final.pt {fusion}" in jobs["sic_tsl"]
+    assert fusion in jobs["lic_tsl_aug"]
+    assert f"--teacher super={models}/fcnn3/final.pt" in jobs["sic3_tsl"]
+    assert "--teacher-fusion" not in jobs["sic3_tsl"] and "reverb" not in jobs["sic_tsl"]
+
+
 def test_lint_is_clean():
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run(

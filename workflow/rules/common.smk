@@ -40,7 +40,7 @@ wildcard_constraints:
     prog=_alternatives(PROGRESSIVE),
     t="[1-9][0-9]*",
     split="train|evaluate|test",
-    kind="pitch|speed|noise|mix|speccorr",
+    kind="pitch|speed|noise|mix|speccorr|reverb",
     fs="lmfb|baseline",
     head="scene|super",
     row=_alternatives(ROWS),
@@ -96,19 +96,32 @@ def _teachers(wildcards):
     return pipeline.teachers_of(config, trained_as(wildcards))
 
 
+def _teacher_fusion(wildcards):
+    return pipeline.teacher_fusion_of(config, trained_as(wildcards))
+
+
 def teacher_inputs(wildcards):
-    return {
+    """Teacher checkpoints per head, and the 3-class model fused into the scene teacher."""
+    inputs = {
         f"teacher_{h}": final_checkpoint(t) for h, t in _teachers(wildcards).items()
     }
+    fusion = _teacher_fusion(wildcards)
+    if fusion:
+        inputs["teacher_fusion"] = final_checkpoint(fusion)
+    return inputs
 
 
 def teacher_args(wildcards, input):
-    """`--teacher HEAD=CKPT` per teacher, as separate arguments (the rule quotes each)."""
-    return [
+    """`--teacher HEAD=CKPT` per teacher and `--teacher-fusion CKPT`, as separate
+    arguments (the rule quotes each)."""
+    args = [
         a
         for h in _teachers(wildcards)
         for a in ("--teacher", f"{h}={input[f'teacher_{h}']}")
     ]
+    if _teacher_fusion(wildcards):
+        args += ["--teacher-fusion", input.teacher_fusion]
+    return args
 
 
 def round_dir(name, t):
@@ -198,12 +211,21 @@ def point_label(wildcards):
     return s["control"] or s["strategy"]
 
 
-def figure2_points(wildcards):
+def chain_points(chains):
+    """Every round's Figure 2 point of the chains, round 0 (their dense base) included."""
     return [
         f"{FIG}/points/{chain}/round{t}.json"
-        for chain in FIGURES["figure2"]
+        for chain in chains
         for t in range(pipeline.lottery_rounds(config, chain) + 1)
     ]
+
+
+def figure2_points(wildcards):
+    return chain_points(FIGURES["figure2"])
+
+
+def figure2_seed_points(wildcards):
+    return chain_points(FIGURES["figure2_seeds"])
 
 
 def device_metrics(wildcards):

@@ -60,7 +60,7 @@ if efficiency.has_study(config):
             f"{BENCH}/efficiency/features_{{fs}}_subset{{p}}_{{tcopy}}.tsv"
         wildcard_constraints:
             p=EFF_P,
-            tcopy="orig|pitch|speed|noise|mix|speccorr",
+            tcopy="orig|pitch|speed|noise|mix|speccorr|reverb",
         conda:
             CONDA_ENV
         resources:

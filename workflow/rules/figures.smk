@@ -122,6 +122,30 @@ rule figure2:
         "acoustic-lottery figure2 --points {input:q} --out {output:q} > {log:q} 2>&1"
 
 
+# Figure 2 over several training seeds (make all): each point the mean of its seeds with
+# their range, the dense bases as a band.
+rule figure2_seeds:
+    input:
+        figure2_seed_points,
+    output:
+        report(
+            f"{FIG}/figure2_seeds.png",
+            caption="../report/figure2.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figures/figure2_seeds.log",
+    benchmark:
+        f"{BENCH}/figures/figure2_seeds.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "acoustic-lottery figure2 --points {input:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule figure3:
     input:
         dense=lambda w: final_checkpoint(FIGURES["figure3"]["dense"]),
@@ -193,3 +217,26 @@ rule confusion:
     shell:
         "acoustic-lottery confusion --metrics {input:q} --out {output:q}"
         " --title {wildcards.model:q} > {log:q} 2>&1"
+
+
+# How separable the data set is per device group, whatever a model learns (a linear
+# probe on per-band statistics; docs/synthetic_dataset.md).
+rule probe:
+    input:
+        train=f"{RESULTS}/features/lmfb/train/orig.h5",
+        evaluate=f"{RESULTS}/features/lmfb/evaluate/orig.h5",
+    output:
+        json=f"{RESULTS}/probe.json",
+        md=f"{RESULTS}/probe.md",
+    log:
+        f"{LOGS}/probe.log",
+    benchmark:
+        f"{BENCH}/probe.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "acoustic-lottery probe --train {input.train:q} --evaluate {input.evaluate:q}"
+        " --out {output.json:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -2,7 +2,8 @@
 
 D20 (and the report, §2.1) add one full extra copy of the training set per waveform
 augmentation — pitch shift, speed change, random noise, mix audios — and a copy of the
-device-a clips with spectrum correction. Each copy is written by the same streaming
+device-a clips with spectrum correction; the teachers of rows 1-2 also had reverberation
+(§3.3), one more full copy. Each copy is written by the same streaming
 extractor as the original features, with the augmentation plugged in as a
 `wave_transform` (run in the decoding workers, seeded per clip) or as an `stft_gain`,
 so a copy differs from `orig.h5` only by the augmentation.
@@ -98,9 +99,10 @@ def make_copy(
 ) -> int:
     """Write the `kind` copy of the training split to `out_path`; returns its clip count.
 
-    kind "pitch", "speed", "noise", "mix": every training clip, transformed in the
-    waveform domain with per-clip random draws from (seed, kind, row). "mix" partners
-    are drawn among the training clips of the same scene.
+    kind "pitch", "speed", "noise", "mix", "reverb": every training clip, transformed in
+    the waveform domain with per-clip random draws from (seed, kind, row). "mix" partners
+    are drawn among the training clips of the same scene; "reverb" convolves each clip
+    with its own synthetic room response (the teachers' copy, report §3.3).
 
     kind "speccorr": the copy holds the corrected **device-a training clips only** (the
     other devices have no correction to receive): their STFT is multiplied by the

@@ -1,4 +1,4 @@
-"""Waveform augmentations of the offline training copies (report §2.1, D20).
+"""Waveform augmentations of the offline training copies (report §2.1, D20; reverb §3.3).
 
 Each function is pure numpy/librosa and takes its random numbers from an explicit
 `numpy.random.Generator`, so a copy can be rebuilt bit for bit. Every transform keeps
@@ -18,6 +18,12 @@ Choices taken from D20's scripts (MihawkHu/DCASE2020_task1, data_augmentation/):
 - random noise is added only where the waveform is not exactly zero (D20:
   `np.where(y != 0, y + 0.01·n, 0)`), so zero padding of short clips stays silent.
 - mix audios draws a partner of the same scene, never the clip itself.
+
+Reverberation (`reverb`) is not in D20's scripts: the report trained the teachers of
+rows 1-2 on reverberation-augmented data (§3.3) without saying how. Here a clip is
+convolved with a seeded synthetic room impulse response (a direct-path impulse plus
+exponentially decaying Gaussian noise of a drawn RT60, at a drawn wet gain), cut to the
+clip length and rescaled to the clip's RMS (or peak), so levels stay comparable.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 from acoustic_lottery.errors import InputError
 
 #: Augmentation kinds that act on the waveform (spectrum correction acts on the STFT).
-WAVE_KINDS: tuple[str, ...] = ("pitch", "speed", "noise", "mix")
+WAVE_KINDS: tuple[str, ...] = ("pitch", "speed", "noise", "mix", "reverb")
 
 #: Default parameters of each kind (D20 / report §2.1).
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -41,9 +47,20 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "speed": {"rate_min": 0.5, "rate_max": 2.0, "method": "stretch"},
     "noise": {"std": 0.01, "keep_zeros": True},
     "mix": {"gain_min": 0.5, "gain_max": 1.0},
+    "reverb": {
+        "rt60_min": 0.3,
+        "rt60_max": 1.0,
+        "wet_min": 0.3,
+        "wet_max": 0.8,
+        "match": "rms",
+    },
 }
 
 SPEED_METHODS: tuple[str, ...] = ("stretch", "resample")
+#: What a reverberated clip is rescaled to match of the dry clip.
+REVERB_MATCH: tuple[str, ...] = ("rms", "peak")
+#: ln(10^3): the amplitude of a response falls by 60 dB (a factor 1000) over one RT60.
+_LN_1000 = 3.0 * float(np.log(10.0))
 
 
 def _as_wave(y: np.ndarray, name: str = "y") -> np.ndarray:
@@ -200,6 +217,62 @@ def same_scene_groups(
     return groups, [str(s) for s in scenes], positions
 
 
+# --------------------------------------------------------------------------- reverb
+
+
+def sample_reverb(
+    rng: np.random.Generator,
+    rt60_min: float = 0.3,
+    rt60_max: float = 1.0,
+    wet_min: float = 0.3,
+    wet_max: float = 0.8,
+) -> tuple[float, float]:
+    """(RT60 in seconds, wet gain): RT60 ~ U(rt60_min, rt60_max), wet ~ U(wet_min, wet_max)."""
+    rt60 = float(rng.uniform(rt60_min, rt60_max))
+    wet = float(rng.uniform(wet_min, wet_max))
+    return rt60, wet
+
+
+def room_impulse_response(
+    rt60: float, sample_rate: int, rng: np.random.Generator, *, wet: float = 1.0
+) -> np.ndarray:
+    """A synthetic room response: h[0] = 1 (direct path), then a reverberant tail.
+
+    The tail is Gaussian noise under the envelope exp(-ln(1000)·t/RT60) (its level falls
+    60 dB per RT60), one RT60 long, scaled to energy wet² relative to the direct path;
+    wet 0 gives the dry impulse.
+    """
+    if not rt60 > 0:
+        raise InputError(f"reverb rt60 must be > 0 seconds, found {rt60}")
+    if not wet >= 0:
+        raise InputError(f"reverb wet gain must be >= 0, found {wet}")
+    n = max(2, int(round(rt60 * sample_rate)))
+    t = np.arange(1, n, dtype=np.float64) / sample_rate
+    tail = rng.standard_normal(n - 1) * np.exp(-_LN_1000 * t / rt60)
+    h = np.zeros(n, dtype=np.float64)
+    h[0] = 1.0
+    h[1:] = wet * tail / np.sqrt(np.sum(tail**2))
+    return h
+
+
+def reverberate(y: np.ndarray, h: np.ndarray, *, match: str = "rms") -> np.ndarray:
+    """y convolved with h (FFT), cut to len(y), rescaled to the RMS or peak of y."""
+    from scipy.signal import fftconvolve
+
+    y = _as_wave(y)
+    if match not in REVERB_MATCH:
+        raise InputError(f"reverb match: expected one of {REVERB_MATCH}, found {match!r}")
+    dry = y.astype(np.float64)
+    wet = fftconvolve(dry, np.asarray(h, dtype=np.float64))[: y.size]
+    if match == "rms":
+        ref, now = np.sqrt(np.mean(dry**2)), np.sqrt(np.mean(wet**2))
+    else:
+        ref, now = np.max(np.abs(dry)), np.max(np.abs(wet))
+    if now > 0:
+        wet *= ref / now
+    return wet.astype(np.float32)
+
+
 def _load_partner(path: str, sample_rate: int, seconds: float | None) -> np.ndarray:
     from acoustic_lottery.data.audio import load_audio
 
@@ -237,6 +310,25 @@ def resolve_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, Any
             f"mix gains: expected 0 <= gain_min <= gain_max, "
             f"found {out['gain_min']}, {out['gain_max']}"
         )
+    if kind == "reverb":
+        for key in ("rt60_min", "rt60_max", "wet_min", "wet_max"):
+            v = out[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+                raise InputError(f"reverb {key}: expected a number, found {v!r}")
+        if not 0 < float(out["rt60_min"]) <= float(out["rt60_max"]):
+            raise InputError(
+                f"reverb rt60: expected 0 < rt60_min <= rt60_max (seconds), "
+                f"found {out['rt60_min']}, {out['rt60_max']}"
+            )
+        if not 0 <= float(out["wet_min"]) <= float(out["wet_max"]):
+            raise InputError(
+                f"reverb wet gains: expected 0 <= wet_min <= wet_max, "
+                f"found {out['wet_min']}, {out['wet_max']}"
+            )
+        if out["match"] not in REVERB_MATCH:
+            raise InputError(
+                f"reverb match: expected one of {REVERB_MATCH}, found {out['match']!r}"
+            )
     return out
 
 
@@ -329,6 +421,18 @@ class WaveTransform:
         if self.kind == "noise":
             self.last_draw = {"std": float(p["std"])}
             return add_noise(y, rng, float(p["std"]), keep_zeros=bool(p["keep_zeros"]))
+        if self.kind == "reverb":
+            # fixed draw order: RT60, wet gain, then the tail's noise
+            rt60, wet = sample_reverb(
+                rng,
+                float(p["rt60_min"]),
+                float(p["rt60_max"]),
+                float(p["wet_min"]),
+                float(p["wet_max"]),
+            )
+            self.last_draw = {"rt60": rt60, "wet": wet}
+            h = room_impulse_response(rt60, self.sample_rate, rng, wet=wet)
+            return reverberate(y, h, match=str(p["match"]))
         # mix: partner first, then the two gains (fixed draw order = reproducible)
         partner = self.partner_path(index, rng)
         g1, g2 = sample_mix_gains(rng, float(p["gain_min"]), float(p["gain_max"]))

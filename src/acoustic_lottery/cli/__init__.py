@@ -64,6 +64,7 @@ VERB_GROUPS: dict[str, str] = {
     "comparisons": "table",
     "device-table": "table",
     "onnx-table": "table",
+    "readme": "table",
     "reparameterize": "repmobile",
     "subsets": "repmobile",
     "complexity": "repmobile",

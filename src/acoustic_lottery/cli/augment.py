@@ -5,14 +5,14 @@
         [--n-fft 2048] [--hop 1024] [--sample-rate 44100] [--devices b,c,s1,s2,s3] \\
         [--method ratio_of_means|mean_of_ratios]
 
-    acoustic-lottery augment --kind pitch|speed|noise|mix|speccorr --dataset-root DIR \\
+    acoustic-lottery augment --kind pitch|speed|noise|mix|speccorr|reverb --dataset-root DIR \\
         --out features/lmfb/train/<kind>.h5 [--coefficients coeffs.npz] [--seed 0] \\
         [--seconds S] [--feature-set lmfb] [--params JSON] [--aug-params JSON] \\
         [--gain-devices b,c,...] [--missing error|skip] [--batch-size 16] [--workers 2]
 
 `--params` overrides feature config fields (as for `features`); `--aug-params`
 overrides the augmentation's own ranges, e.g. '{"max_steps": 2}' for pitch or
-'{"method": "resample"}' for speed.
+'{"method": "resample"}' for speed, '{"rt60_max": 0.6}' for reverb.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from acoustic_lottery.errors import InputError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("pitch", "speed", "noise", "mix", "speccorr")
+KINDS = ("pitch", "speed", "noise", "mix", "speccorr", "reverb")
 
 
 def _json_object(text: str | None, option: str) -> dict[str, Any]:

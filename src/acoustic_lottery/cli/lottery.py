@@ -6,7 +6,7 @@
         [--scope weights|all] [--exclude-first] [--exclude-last] [--min-keep K]
         [--rewind init|step [--rewind-checkpoint REWIND.pt]] [--optimizer reset|rewind]
         [--control random_mask|random_reinit] [--control-seed N]
-        [--teacher HEAD=CKPT ...] [--threads N]
+        [--teacher HEAD=CKPT ...] [--teacher-fusion CKPT] [--threads N]
     acoustic-lottery lottery-dense --final FINAL.pt --out ROUND.json [--scope ...]
     acoustic-lottery lottery-point --round-report ROUND.json --metrics METRICS.json
         --out POINT.json [--strategy S] [--model NAME]
@@ -30,7 +30,7 @@ __all__ = ["lottery_point", "register"]
 
 
 def _run_round(args: argparse.Namespace) -> int:
-    from acoustic_lottery.cli.train import parse_spec_arg, parse_teachers
+    from acoustic_lottery.cli.train import parse_spec_arg, parse_teacher_fusion, parse_teachers
     from acoustic_lottery.pruning.lottery import run_round
 
     spec = parse_spec_arg(args.spec)
@@ -54,6 +54,7 @@ def _run_round(args: argparse.Namespace) -> int:
     if args.rewind == "init" and args.rewind_checkpoint is not None:
         raise InputError("--rewind-checkpoint is only used with --rewind step")
     teachers = parse_teachers(args.teacher)
+    fusion = parse_teacher_fusion(args.teacher_fusion, teachers)
     report = run_round(
         round_index=args.round,
         spec=spec,
@@ -75,6 +76,7 @@ def _run_round(args: argparse.Namespace) -> int:
         control=args.control,
         control_seed=args.control_seed,
         teachers=teachers or None,
+        teacher_fusion=fusion,
         min_keep=args.min_keep,
     )
     mask = report["sparsity"]["mask"]
@@ -129,7 +131,9 @@ def lottery_point(
     """A Figure 2 point from a round report and an evaluation metrics JSON.
 
     strategy: the round's control if any, else its strategy (a dense round-0 report has
-    none: pass one). accuracy in percent (the metrics hold a fraction); model: the arch.
+    none: pass one). accuracy in percent (the metrics hold a fraction); model: the arch;
+    scope: which values the masks prune (weights, or all); seed: the training seed (the
+    round's spec, or the dense model's), so Figure 2 can average seeds.
     """
     from acoustic_lottery.reporting.figures import validate_point
 
@@ -149,8 +153,11 @@ def lottery_point(
             f"{metrics}: key 'accuracy': expected a fraction in [0, 1], found {accuracy}"
         )
     size = rep.get("size")
+    seed = rep["spec"].get("seed") if isinstance(rep.get("spec"), dict) else rep.get("seed")
     point = {
         "strategy": strategy,
+        "scope": rep.get("scope") or "weights",
+        "seed": seed,
         "weights_remaining": _number(rep, "weights_remaining", round_report),
         "accuracy": 100.0 * accuracy,
         "log_loss": _number(met, "log_loss", metrics),
@@ -185,6 +192,7 @@ def _scope_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `lottery-round`, `lottery-dense` and `lottery-point`."""
+    from acoustic_lottery.cli.train import add_teacher_args
     from acoustic_lottery.pruning.strategies import STRATEGIES
 
     p = subparsers.add_parser(
@@ -218,13 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("reset", "rewind"), default="reset")
     p.add_argument("--control", choices=("random_mask", "random_reinit"))
     p.add_argument("--control-seed", type=int, default=0)
-    p.add_argument(
-        "--teacher",
-        action="append",
-        default=[],
-        metavar="HEAD=CKPT",
-        help="teacher checkpoint for a head (needs 'kd' in the spec); repeatable",
-    )
+    add_teacher_args(p)
     p.add_argument("--threads", type=int, help="CPU threads (overrides the spec)")
     p.set_defaults(func=_run_round)
 

@@ -51,9 +51,22 @@ def run_probe(args: argparse.Namespace) -> int:
         l2=args.l2,
     )
     report.update(train_file=str(args.train), evaluate_file=str(args.evaluate), task=args.task)
-    print(probe_table(report))
+    table = probe_table(report)
+    print(table)
     if args.out:
         write_json(Path(args.out), report)
+    if args.out_md:
+        from acoustic_lottery.io import atomic_path
+
+        with atomic_path(Path(args.out_md)) as tmp:
+            tmp.write_text(
+                "# Linear probe of the data set, per device group\n\n"
+                "A standardised logistic regression on the per-clip mean and std of each "
+                "log-mel band, fitted on the training split (`acoustic-lottery probe`): "
+                "how separable the scenes are on each device group, whatever a model "
+                "learns.\n\n" + table + "\n",
+                encoding="utf-8",
+            )
     return 0
 
 
@@ -68,6 +81,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--train", required=True, help="training split's feature file (HDF5)")
     p.add_argument("--evaluate", required=True, help="evaluation split's feature file (HDF5)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--out-md", default=None, help="write the table as Markdown here")
     p.add_argument("--task", choices=("scene", "super"), default="scene")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 weight (default 0.001)")
     p.add_argument("--channel", type=int, default=0, help="feature channel (0: the log-mel)")

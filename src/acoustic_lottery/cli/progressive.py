@@ -4,7 +4,7 @@
         --out-dir DIR [--target-sparsity S] [--steps N] [--strategy S]
         [--ramp cubic|linear] [--start-fraction F] [--end-fraction F] [--min-keep K]
         [--reset-optimizer] [--scope weights|all] [--exclude-first] [--exclude-last]
-        [--teacher HEAD=CKPT ...] [--threads N]
+        [--teacher HEAD=CKPT ...] [--teacher-fusion CKPT] [--threads N]
 
 Options left out take the ``progressive`` preset's values (`pruning.schedule.PRESETS`).
 Outputs in --out-dir: mask.pt, history.csv, progressive.json, final.pt; phases/ holds the
@@ -48,7 +48,7 @@ def settings_from_args(args: argparse.Namespace, has_teachers: bool) -> dict[str
 
 
 def _run(args: argparse.Namespace) -> int:
-    from acoustic_lottery.cli.train import parse_spec_arg, parse_teachers
+    from acoustic_lottery.cli.train import parse_spec_arg, parse_teacher_fusion, parse_teachers
     from acoustic_lottery.pruning.progressive import run_progressive
 
     spec = parse_spec_arg(args.spec)
@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.dense.is_file():
         raise InputError(f"--dense {args.dense}: no such file")
     teachers = parse_teachers(args.teacher)
+    fusion = parse_teacher_fusion(args.teacher_fusion, teachers)
     report = run_progressive(
         spec,
         args.train,
@@ -70,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         scope=args.scope,
         exclude_first=args.exclude_first,
         exclude_last=args.exclude_last,
+        teacher_fusion=fusion,
     )
     sp = report["sparsity"]
     print(
@@ -83,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `prune-progressive` verb."""
+    from acoustic_lottery.cli.train import add_teacher_args
     from acoustic_lottery.pruning.schedule import RAMPS
     from acoustic_lottery.pruning.strategies import STRATEGIES
 
@@ -127,12 +130,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--exclude-first", action="store_true", help="keep the first layer dense")
     p.add_argument("--exclude-last", action="store_true", help="keep the last layer dense")
-    p.add_argument(
-        "--teacher",
-        action="append",
-        default=[],
-        metavar="HEAD=CKPT",
-        help="teacher checkpoint for a head (needs 'kd' in the spec); repeatable",
-    )
+    add_teacher_args(p)
     p.add_argument("--threads", type=int, help="CPU threads (overrides the spec)")
     p.set_defaults(func=_run)

@@ -1,11 +1,13 @@
-"""Verbs `row`, `table`, `comparisons`, `device-table` and `onnx-table`: Table 1 rows
-from prediction files, the whole table, the paired comparisons of the report's claims,
-and the Markdown tables beside it (none imports torch)."""
+"""Verbs `row`, `table`, `comparisons`, `device-table`, `onnx-table` and `readme`: Table 1
+rows from prediction files, the whole table, the paired comparisons of the report's
+claims, the Markdown tables beside it, and the README's results section generated from
+them (none imports torch)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from acoustic_lottery.errors import InputError
@@ -90,6 +92,29 @@ def _onnx_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readme(args: argparse.Namespace) -> int:
+    from acoustic_lottery.reporting.readme import render, snapshot, update_readme
+
+    if args.results is not None:
+        copied = snapshot(args.results, args.snapshot)
+        print(f"readme: {len(copied)} summaries and figures {args.results} -> {args.snapshot}")
+    section = render(args.snapshot, figures_prefix=args.snapshot.as_posix())
+    if args.check:
+        text = args.readme.read_text(encoding="utf-8")
+        if section not in text:
+            print(
+                f"readme: {args.readme} does not hold the section generated from "
+                f"{args.snapshot}; run `make readme`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"readme: {args.readme} matches {args.snapshot}")
+        return 0
+    changed = update_readme(args.readme, section)
+    print(f"readme: {args.readme} {'updated' if changed else 'unchanged'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
     p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
@@ -169,3 +194,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--out-md", type=Path, required=True, metavar="T.md")
     o.set_defaults(func=_onnx_table)
+
+    r = sub.add_parser(
+        "readme",
+        help="the README's results section, generated from a run's summaries",
+        description="Copy the summaries of --results (Table 1, comparisons, probe, "
+        "devices, ONNX, the 2024 study, figures, wall times) into --snapshot, then "
+        "rewrite the README between its results markers from the snapshot alone. "
+        "--check only compares (exit 1 if the README differs).",
+    )
+    r.add_argument(
+        "--results", type=Path, help="results/<dataset> of a run (omit: use the snapshot)"
+    )
+    r.add_argument("--snapshot", type=Path, default=Path("docs/results"))
+    r.add_argument("--readme", type=Path, default=Path("README.md"))
+    r.add_argument("--check", action="store_true", help="compare, write nothing")
+    r.set_defaults(func=_readme)

@@ -1,8 +1,8 @@
 """`acoustic-lottery train`: one model directory from a spec and feature files.
 
     acoustic-lottery train --spec JSON --train F.h5 [F2.h5 ...] --out-dir DIR
-        [--teacher HEAD=CKPT ...] [--mask MASK.pt] [--init-state CKPT [--late-rewind]]
-        [--threads N]
+        [--teacher HEAD=CKPT ...] [--teacher-fusion CKPT] [--mask MASK.pt]
+        [--init-state CKPT [--late-rewind]] [--threads N]
 
 Rerunning the same command after an interruption resumes from DIR/checkpoint.pt.
 """
@@ -21,7 +21,14 @@ from acoustic_lottery.models.checkpoint import describe_content, load_checkpoint
 from acoustic_lottery.training.spec import TrainSpec
 from acoustic_lottery.training.trainer import train
 
-__all__ = ["load_mask_file", "parse_spec_arg", "parse_teachers", "register"]
+__all__ = [
+    "add_teacher_args",
+    "load_mask_file",
+    "parse_spec_arg",
+    "parse_teacher_fusion",
+    "parse_teachers",
+    "register",
+]
 
 
 def parse_spec_arg(value: str) -> TrainSpec:
@@ -62,6 +69,55 @@ def parse_teachers(values: list[str]) -> dict[str, Path]:
     return out
 
 
+def parse_teacher_fusion(value: Path | None, teachers: dict[str, Path]) -> Path | None:
+    """--teacher-fusion CKPT: a 3-class model fused two-stage into the scene teacher.
+
+    Checked before any training data is read: the file must be a checkpoint with a
+    'super' head, and a scene teacher (--teacher scene=CKPT) must be there to fuse into.
+    """
+    if value is None:
+        return None
+    from acoustic_lottery.models.heads import resolve_heads
+
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--teacher-fusion {path}: no such file")
+    try:
+        ck = load_checkpoint(path)
+        heads = resolve_heads(ck["task"], ck["n_classes"])
+    except InputError as e:
+        raise InputError(f"--teacher-fusion {path}: {e}") from e
+    if "super" not in dict(heads):
+        raise InputError(
+            f"--teacher-fusion {path}: the model has heads {heads} (task {ck['task']!r}); "
+            "expected a 3-class model with a 'super' head (task super or mtl)"
+        )
+    if "scene" not in teachers:
+        raise InputError(
+            f"--teacher-fusion {path}: fuses into the scene teacher's probabilities, but no "
+            "scene teacher was given (--teacher scene=CKPT)"
+        )
+    return path
+
+
+def add_teacher_args(p: argparse.ArgumentParser) -> None:
+    """--teacher HEAD=CKPT (repeatable) and --teacher-fusion CKPT, shared by the verbs."""
+    p.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="HEAD=CKPT",
+        help="teacher checkpoint for a head (needs 'kd' in the spec); repeatable",
+    )
+    p.add_argument(
+        "--teacher-fusion",
+        type=Path,
+        metavar="CKPT",
+        help="3-class model fused two-stage into the scene teacher (P10 * P3[:, map], "
+        "renormalised: row 1's two-stage FCNN as the teacher)",
+    )
+
+
 def load_mask_file(path: Path) -> dict[str, torch.Tensor]:
     """A dict parameter name -> bool tensor saved by torch.save (or a checkpoint's 'mask')."""
     if not path.is_file():
@@ -94,6 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         spec = spec.replace(threads=args.threads)
     teachers = parse_teachers(args.teacher)
+    fusion = parse_teacher_fusion(args.teacher_fusion, teachers)
     masks = load_mask_file(args.mask) if args.mask is not None else None
     init_state = None
     start_step, optimizer_state = 0, None
@@ -117,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.train,
         args.out_dir,
         teachers=teachers or None,
+        teacher_fusion=fusion,
         masks=masks,
         init_state=init_state,
         start_step=start_step,
@@ -144,13 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training feature files (concatenated)",
     )
     p.add_argument("--out-dir", required=True, type=Path, help="model directory")
-    p.add_argument(
-        "--teacher",
-        action="append",
-        default=[],
-        metavar="HEAD=CKPT",
-        help="teacher checkpoint for a head (needs 'kd' in the spec); repeatable",
-    )
+    add_teacher_args(p)
     p.add_argument("--mask", type=Path, help="torch file of a dict parameter -> bool mask")
     p.add_argument(
         "--init-state",

@@ -43,6 +43,7 @@ __all__ = [
     "bootstrap_settings",
     "clip_scores",
     "cluster_bootstrap",
+    "group_gap_bootstrap",
     "paired_bootstrap",
     "recording_id",
     "recording_ids",
@@ -136,15 +137,20 @@ def _resampled_means(
     sums = np.zeros((n_clusters, values.shape[1]))
     np.add.at(sums, codes, values)
     sizes = np.bincount(codes, minlength=n_clusters).astype(np.float64)
+    counts = _draw_counts(n_clusters, n_boot, seed)
+    return (counts @ sums) / (counts @ sizes)[:, None]
+
+
+def _draw_counts(n_clusters: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, C) times each cluster is drawn in each replicate (C draws with replacement)."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
     flat = draws + n_clusters * np.arange(n_boot)[:, None]
-    counts = (
+    return (
         np.bincount(flat.ravel(), minlength=n_boot * n_clusters)
         .reshape(n_boot, n_clusters)
         .astype(np.float64)
     )
-    return (counts @ sums) / (counts @ sizes)[:, None]
 
 
 def _interval(samples: np.ndarray, level: float) -> np.ndarray:
@@ -237,6 +243,81 @@ def paired_bootstrap(
         a_log_loss=float(la.mean()),
         b_log_loss=float(lb.mean()),
         n_clips=int(ca.shape[0]),
+        n_recordings=n_clusters,
+        bootstrap={**s, "unit": "recording"},
+    )
+    return out
+
+
+def group_gap_bootstrap(
+    scores: ClipScores | tuple[np.ndarray, np.ndarray],
+    clusters: Sequence[Any] | np.ndarray,
+    in_a: np.ndarray,
+    in_b: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """One system's accuracy (and log loss) on clip group B minus group A, with intervals.
+
+    Why: a device gap (unseen s4-s6 against the seen b, c, s1-s3) compares different
+    clips of the *same* recordings, so it is paired by recording, not by clip. Every
+    replicate draws recordings with replacement and takes the ratio of sums within each
+    group over the drawn recordings (each group's mean over its own clips), then B − A.
+    Keys as `paired_bootstrap` (accuracy_diff, its _ci, _excludes_zero, _half_width,
+    a_accuracy, b_accuracy, ...); n_clips counts the clips of both groups.
+    """
+    s = bootstrap_settings({"n_boot": n_boot, "seed": seed, "level": level})
+    correct, nll = _check_scores(scores)
+    n = correct.shape[0]
+    in_a = np.asarray(in_a, dtype=bool).reshape(-1)
+    in_b = np.asarray(in_b, dtype=bool).reshape(-1)
+    if in_a.shape != (n,) or in_b.shape != (n,):
+        raise InputError(f"bootstrap: group masks of {in_a.shape} / {in_b.shape} for {n} clips")
+    if not in_a.any() or not in_b.any():
+        raise InputError("bootstrap: a device group has no clips")
+    if (in_a & in_b).any():
+        raise InputError("bootstrap: the two groups share clips")
+    codes, n_clusters = _codes(clusters, n)
+    values = np.stack(
+        [
+            in_a * 100.0 * correct,
+            in_a * nll,
+            in_a * 1.0,
+            in_b * 100.0 * correct,
+            in_b * nll,
+            in_b * 1.0,
+        ],
+        axis=1,
+    )
+    sums = np.zeros((n_clusters, values.shape[1]))
+    np.add.at(sums, codes, values)
+    totals = _draw_counts(n_clusters, s["n_boot"], s["seed"]) @ sums  # (n_boot, 6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc_a, ll_a = totals[:, 0] / totals[:, 2], totals[:, 1] / totals[:, 2]
+        acc_b, ll_b = totals[:, 3] / totals[:, 5], totals[:, 4] / totals[:, 5]
+    reps = np.stack([acc_b - acc_a, ll_b - ll_a], axis=1)
+    reps = reps[np.isfinite(reps).all(axis=1)]  # a replicate that drew no clip of a group
+    lo_hi = _interval(reps, s["level"])
+    whole = sums.sum(axis=0)
+    point = [
+        whole[3] / whole[5] - whole[0] / whole[2],
+        whole[4] / whole[5] - whole[1] / whole[2],
+    ]
+    out: dict[str, Any] = {}
+    for j, key in enumerate(("accuracy_diff", "log_loss_diff")):
+        lo, hi = float(lo_hi[0, j]), float(lo_hi[1, j])
+        out[key] = float(point[j])
+        out[f"{key}_ci"] = [lo, hi]
+        out[f"{key}_excludes_zero"] = bool(lo > 0 or hi < 0)
+        out[f"{key}_half_width"] = (hi - lo) / 2.0
+    out.update(
+        a_accuracy=float(whole[0] / whole[2]),
+        b_accuracy=float(whole[3] / whole[5]),
+        a_log_loss=float(whole[1] / whole[2]),
+        b_log_loss=float(whole[4] / whole[5]),
+        n_clips=int(in_a.sum() + in_b.sum()),
         n_recordings=n_clusters,
         bootstrap={**s, "unit": "recording"},
     )

@@ -66,7 +66,7 @@ REQUIRED_ATTRS: tuple[str, ...] = (
     "torch_version",
 )
 FEATURE_SETS: tuple[str, ...] = ("lmfb", "baseline")
-COPIES: tuple[str, ...] = ("orig", "pitch", "speed", "noise", "mix", "speccorr")
+COPIES: tuple[str, ...] = ("orig", "pitch", "speed", "noise", "mix", "speccorr", "reverb")
 
 _STR = h5py.string_dtype(encoding="utf-8")
 #: Attribute listing the extra attributes stored as JSON (decoded on read, then dropped).

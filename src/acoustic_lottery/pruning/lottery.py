@@ -277,6 +277,7 @@ def run_round(
     control_seed: int = 0,
     teachers: Mapping[str, str | os.PathLike[str]] | None = None,
     min_keep: int = 1,
+    teacher_fusion: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run lottery round ``round_index`` into ``out_dir``; return the round report.
 
@@ -284,6 +285,8 @@ def run_round(
     start), checkpoint.pt, final.pt, history.csv, and round.json (the returned dict).
     ``optimizer="rewind"`` with ``rewind="init"`` equals a reset (SGD holds no state at
     step 0); with ``rewind="step"`` it loads the snapshot's momentum buffers.
+    ``teachers`` / ``teacher_fusion`` are the trainer's (a fusion teacher makes the scene
+    teacher two-stage).
     """
     if isinstance(round_index, bool) or not isinstance(round_index, int) or round_index < 1:
         raise InputError(f"lottery round: round must be an integer >= 1, found {round_index!r}")
@@ -411,6 +414,7 @@ def run_round(
         train_files,
         out,
         teachers=teachers,
+        teacher_fusion=teacher_fusion,
         masks=mask,
         init_state=start,
         start_step=start_step,
@@ -465,6 +469,7 @@ def run_round(
             "rewind_checkpoint": None if rewind_checkpoint is None else str(rewind_checkpoint),
             "mask": str(mask_path),
             **{k: str(v) for k, v in paths.items() if k != "checkpoint"},
+            **({"teacher_fusion": str(teacher_fusion)} if teacher_fusion is not None else {}),
         },
     }
     write_json(out / "round.json", report)
@@ -504,6 +509,9 @@ def dense_round_report(
         "exclude_last": exclude_last,
         "control": None,
         "model": meta,
+        # the dense model's training seed: Figure 2 draws the dense bases of several
+        # seeds as a band
+        "seed": (ck.get("spec") or {}).get("seed"),
         "weights_remaining": 1.0,
         "sparsity": _sparsity_summary(mask, ck["state_dict"]),
         "size": _size(ck["state_dict"]),

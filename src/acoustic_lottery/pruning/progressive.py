@@ -403,16 +403,18 @@ def run_progressive(
     exclude_first: bool = False,
     exclude_last: bool = False,
     keep_phases: bool = False,
+    teacher_fusion: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``dense_checkpoint`` for ``spec.epochs`` epochs, pruning progressively.
 
     ``preset_settings``: the ``progressive`` preset or keys to change in it (strategy,
     target_sparsity, n_steps, ramp, start_fraction, end_fraction, reset_optimizer,
     distillation, min_keep). ``teachers`` (head -> checkpoint) turn on distillation and
-    need ``spec.kd``. Writes into ``out_dir``: phases/phase_KK/ (one trainer run per
-    phase; the resume state, removed at the end unless ``keep_phases``), mask.pt, history.csv,
-    progressive.json (the returned report) and final.pt (carries the mask, pruned
-    entries exactly 0).
+    need ``spec.kd``; ``teacher_fusion`` (a 3-class checkpoint) is fused two-stage into the
+    scene teacher (see `training.trainer.train`). Writes into ``out_dir``: phases/phase_KK/
+    (one trainer run per phase; the resume state, removed at the end unless
+    ``keep_phases``), mask.pt, history.csv, progressive.json (the returned report) and
+    final.pt (carries the mask, pruned entries exactly 0).
     """
     settings = progressive_settings(preset_settings)
     spec = TrainSpec.from_dict(spec) if not isinstance(spec, TrainSpec) else spec
@@ -431,6 +433,12 @@ def run_progressive(
         )
     if settings["distillation"] and not teachers:
         log.warning("progressive pruning without a teacher: fine-tuning on the labels only")
+    fusion = Path(teacher_fusion) if teacher_fusion is not None else None
+    if fusion is not None and "scene" not in teachers:
+        raise InputError(
+            f"progressive pruning: fusion teacher {fusion} is fused into the scene teacher's "
+            f"probabilities, but no scene teacher was given (teachers: {sorted(teachers)})"
+        )
     files = [Path(f) for f in train_files]
     for f in files:
         if not f.is_file():
@@ -491,6 +499,8 @@ def run_progressive(
         "settings": {k: v for k, v in settings.items() if k != "description"},
         "scope": [scope, exclude_first, exclude_last],
     }
+    if fusion is not None:  # only then: phases of runs without one keep their key
+        inputs["teacher_fusion"] = file_id(fusion)
     state: dict[str, torch.Tensor] = dict(dense["state_dict"])
     mask: Mask | None = None
     opt_state: Mapping[str, Any] | None = None
@@ -557,6 +567,7 @@ def run_progressive(
                     files,
                     phase_dir,
                     teachers=teachers or None,
+                    teacher_fusion=fusion,
                     masks=mask,
                     init_state=init_state,
                     start_step=start_step,
@@ -637,6 +648,7 @@ def run_progressive(
         "paths": {
             "dense": str(dense_path),
             "teachers": {h: str(p) for h, p in sorted(teachers.items())},
+            "teacher_fusion": str(fusion) if fusion is not None else None,
             **{n.split(".")[0]: str(out / n) for n in OUTPUTS},
         },
     }

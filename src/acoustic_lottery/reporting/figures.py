@@ -70,6 +70,9 @@ _STRATEGY_COLORS: dict[str, str] = {
     "random_reinit": "#9467bd",
 }
 _MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: What a lottery mask prunes: conv/linear weights (the report's reading) or every
+#: stored value, BN included (the size-matched reading, pruning.scope).
+SCOPES: tuple[str, ...] = ("weights", "all")
 
 #: Display names of the architectures (panel titles of Figure 3).
 ARCH_NAMES: dict[str, str] = {
@@ -165,6 +168,12 @@ def validate_point(point: Any, where: str, *, require_log_loss: bool = True) -> 
     model = point.get("model", "")
     if not isinstance(model, str):
         raise InputError(f"{where}: key 'model' is {model!r}; expected a string")
+    scope = point.get("scope") or "weights"
+    if scope not in SCOPES:
+        raise InputError(f"{where}: key 'scope' is {scope!r}; expected one of {list(SCOPES)}")
+    seed = point.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise InputError(f"{where}: key 'seed' is {seed!r}; expected a non-negative integer")
     return {
         "strategy": strategy,
         "weights_remaining": float(wr),
@@ -173,6 +182,8 @@ def validate_point(point: Any, where: str, *, require_log_loss: bool = True) -> 
         "size_kb": None if size_kb is None else float(size_kb),
         "round": rnd,
         "model": model,
+        "scope": scope,
+        "seed": seed,
         "source": where,
     }
 
@@ -214,14 +225,26 @@ def load_points(
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Mean (and range) per weights-remaining value, ordered 100 % -> sparsest."""
-    groups: dict[float, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(round(r["weights_remaining"], 12), []).append(r)
-    xs = sorted(groups, reverse=True)
+    """Mean (and range) per sparsity level, ordered 100 % -> sparsest.
+
+    A level is the points of one round whose weights remaining agree within 5 %: seeds of
+    one round differ by the few weights the reachability repair gave back. x is the
+    level's mean weights remaining.
+    """
+    levels: list[list[dict[str, Any]]] = []
+    for r in sorted(rows, key=lambda r: r["weights_remaining"], reverse=True):
+        last = levels[-1][-1] if levels else None
+        if (
+            last is not None
+            and last.get("round") == r.get("round")
+            and last["weights_remaining"] <= 1.05 * r["weights_remaining"]
+        ):
+            levels[-1].append(r)
+        else:
+            levels.append([r])
+    xs = [float(np.mean([r["weights_remaining"] for r in g])) for g in levels]
     acc, acc_lo, acc_hi, ll, n = [], [], [], [], []
-    for x in xs:
-        g = groups[x]
+    for g in levels:
         a = [r["accuracy"] for r in g]
         losses = [r["log_loss"] for r in g if r["log_loss"] is not None]
         acc.append(float(np.mean(a)))
@@ -265,9 +288,11 @@ def figure2(
 ) -> dict[str, Any]:
     """Accuracy and log loss versus weights remaining, one line per strategy (Figure 2).
 
-    points: lottery point dicts or JSON files. Repeated (strategy, model, weights
+    points: lottery point dicts or JSON files. Repeated (strategy, scope, model, weights
     remaining) points (seeds) are averaged and their accuracy range drawn as an error bar.
-    Random controls are dashed; points at 100 % weights give a dense reference line.
+    Random controls are dashed; points at 100 % weights give a dense reference line, with
+    the range over the dense bases' seeds as a band; scope-"all" points (every stored
+    value pruned) are drawn as separate black crosses.
     paper_points: optional reference values (log_loss optional) drawn as open markers.
 
     Returns {"series": {label: {strategy, model, weights_remaining, x_percent, accuracy,
@@ -285,32 +310,58 @@ def figure2(
 
     series: dict[str, dict[str, Any]] = {}
     for model in models:
-        for strategy in STRATEGIES:
-            sel = [r for r in rows if r["model"] == model and r["strategy"] == strategy]
-            if not sel:
-                continue
-            label = STRATEGY_LABELS[strategy]
-            if multi_model:
-                label = f"{model or '?'}: {label}"
-            data = _aggregate(sel)
-            data.update(
-                strategy=strategy,
-                model=model,
-                linestyle="--" if strategy in CONTROL_STRATEGIES else "-",
-                color=_STRATEGY_COLORS[strategy],
-                marker=markers[model],
-            )
-            series[label] = data
+        for scope in SCOPES:
+            for strategy in STRATEGIES:
+                sel = [
+                    r
+                    for r in rows
+                    if r["model"] == model and r["strategy"] == strategy and r["scope"] == scope
+                ]
+                if scope != "weights":  # the dense point belongs to the weights lines
+                    sel = [r for r in sel if r["weights_remaining"] < 1.0]
+                if not sel:
+                    continue
+                label = STRATEGY_LABELS[strategy]
+                if scope != "weights":
+                    label = f"{label}, all values (size-matched)"
+                if multi_model:
+                    label = f"{model or '?'}: {label}"
+                data = _aggregate(sel)
+                data.update(
+                    strategy=strategy,
+                    model=model,
+                    scope=scope,
+                    linestyle=(
+                        "none"
+                        if scope != "weights"
+                        else "--"
+                        if strategy in CONTROL_STRATEGIES
+                        else "-"
+                    ),
+                    color="black" if scope != "weights" else _STRATEGY_COLORS[strategy],
+                    marker="X" if scope != "weights" else markers[model],
+                )
+                series[label] = data
 
     dense: dict[str, dict[str, float]] = {}
     for model in models:
         full = [r for r in rows if r["model"] == model and r["weights_remaining"] == 1.0]
         if full:
-            losses = [r["log_loss"] for r in full if r["log_loss"] is not None]
+            # one value per dense base: every chain of a seed repeats its base's point
+            per_seed = {}
+            for r in full:
+                per_seed.setdefault(r["seed"], r)
+            bases = list(per_seed.values())
+            acc = [r["accuracy"] for r in bases]
+            losses = [r["log_loss"] for r in bases if r["log_loss"] is not None]
             dense[model] = {
-                "accuracy": float(np.mean([r["accuracy"] for r in full])),
+                "accuracy": float(np.mean(acc)),
+                "accuracy_min": float(min(acc)),
+                "accuracy_max": float(max(acc)),
                 "log_loss": float(np.mean(losses)) if losses else float("nan"),
-                "n": len(full),
+                "log_loss_min": float(min(losses)) if losses else float("nan"),
+                "log_loss_max": float(max(losses)) if losses else float("nan"),
+                "n": len(bases),
             }
 
     paper: dict[str, dict[str, Any]] = {}
@@ -342,7 +393,7 @@ def figure2(
                 linestyle=s["linestyle"],
                 marker=s["marker"],
                 color=s["color"],
-                markersize=5,
+                markersize=5 if s["scope"] == "weights" else 8,
                 linewidth=1.6,
                 label=label,
             )
@@ -368,6 +419,9 @@ def figure2(
             if math.isnan(value):
                 continue
             name = f"dense {model} (100 %)" if multi_model else "dense (100 % weights)"
+            if d["n"] > 1:
+                name += f", range of {d['n']} seeds"
+                ax.axhspan(d[f"{key}_min"], d[f"{key}_max"], color="black", alpha=0.1, zorder=0)
             ax.axhline(value, color="black", linestyle=":", linewidth=1.1, label=name, zorder=1)
         for label, p in paper.items():
             y = np.asarray(p[key], dtype=float)
@@ -387,13 +441,19 @@ def figure2(
     ax_ll.set_title("(b) log loss", loc="left", fontsize=11)
     handles, labels = ax_acc.get_legend_handles_labels()
     ax_acc.legend(handles, labels, loc="lower left", fontsize=8.5, framealpha=0.9)
-    fig.suptitle(title or "LTH masking strategies versus sparsity level", fontsize=13)
+    seeds = {r["seed"] for r in rows if r["seed"] is not None}
+    if title is None:
+        title = "LTH masking strategies versus sparsity level"
+        if len(seeds) > 1:
+            title += f" (mean and range of {len(seeds)} training seeds)"
+    fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     out = save_figure(fig, out_png)
     return {
         "series": series,
         "dense": dense,
         "paper": paper,
+        "seeds": sorted(seeds),
         "xlim": tuple(float(v) for v in ax_acc.get_xlim()),
         "out": str(out),
     }

@@ -8,14 +8,53 @@ rather than the cross-entropy of ASC_Knowledge_Transfer: they differ by the teac
 entropy, a constant, so gradients are the same, but the KL is 0 at its minimum, which
 makes the reported loss readable. T² keeps the soft gradients' scale independent of T
 (Hinton et al.).
+
+A two-stage teacher (report §3.3: the 10-class students learn from row 1's fused FCNN)
+gives `two_stage_logits`: log P10 + log P3[:, map], the log of row 1's unnormalised
+product. kd_loss's log_softmax(z_t / T) renormalises it, so at T = 1 the soft targets are
+exactly the fused, renormalised probabilities of `systems.fusion.two_stage`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kd_loss", "soft_cross_entropy"]
+from acoustic_lottery.labels import super_index_map
+
+__all__ = ["kd_loss", "soft_cross_entropy", "two_stage_logits"]
+
+
+def two_stage_logits(
+    scene_logits: torch.Tensor,
+    super_logits: torch.Tensor,
+    index_map: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Logits of the two-stage fused teacher: log_softmax(z10) + log_softmax(z3)[:, map].
+
+    index_map[j] is the super-class of scene j (default: TAU's [0,2,2,0,1,1,0,1,1,2]).
+    Computed in log space, so a product of tiny probabilities never underflows to 0.
+    """
+    idx = list(super_index_map() if index_map is None else index_map)
+    if scene_logits.dim() != 2 or super_logits.dim() != 2:
+        raise ValueError(
+            f"two_stage_logits: expected (B, K) logits, found {tuple(scene_logits.shape)} "
+            f"and {tuple(super_logits.shape)}"
+        )
+    if scene_logits.shape[0] != super_logits.shape[0]:
+        raise ValueError(
+            f"two_stage_logits: {scene_logits.shape[0]} scene rows but "
+            f"{super_logits.shape[0]} super-class rows"
+        )
+    if len(idx) != scene_logits.shape[1] or not all(0 <= i < super_logits.shape[1] for i in idx):
+        raise ValueError(
+            f"two_stage_logits: index_map {idx} must give one super-class column in "
+            f"0..{super_logits.shape[1] - 1} per scene ({scene_logits.shape[1]} scenes)"
+        )
+    cols = torch.as_tensor(idx, dtype=torch.long, device=super_logits.device)
+    return F.log_softmax(scene_logits, dim=1) + F.log_softmax(super_logits, dim=1)[:, cols]
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

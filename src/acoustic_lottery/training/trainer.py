@@ -13,7 +13,9 @@ Why it is built this way:
   BN channels): those are re-estimated by every train-mode forward, so they are zeroed
   after each step and again before every checkpoint. Every checkpoint carries the mask.
 * Knowledge distillation: each teacher sees exactly the student's (cropped,
-  SpecAugmented, mixed) batch.
+  SpecAugmented, mixed) batch. A fusion teacher (a 3-class model) turns the scene
+  teacher into row 1's two-stage teacher: its super-class probabilities multiply the
+  scene teacher's (`distill.two_stage_logits`), as the report's 10-class students had.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from acoustic_lottery.evaluation.predict import resolve_device
 from acoustic_lottery.faults import failpoint
 from acoustic_lottery.features.store import read_features
 from acoustic_lottery.io import atomic_path, progress
+from acoustic_lottery.labels import SUPER_CLASSES
 from acoustic_lottery.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from acoustic_lottery.models.heads import split_heads
 from acoustic_lottery.models.registry import ARCHS, build_model
-from acoustic_lottery.training.distill import kd_loss, soft_cross_entropy
+from acoustic_lottery.training.distill import kd_loss, soft_cross_entropy, two_stage_logits
 from acoustic_lottery.training.online_augment import crop_offsets, mixup, spec_augment
 from acoustic_lottery.training.schedule import check_epochs, lr_at
 from acoustic_lottery.training.spec import TrainSpec
@@ -366,6 +369,34 @@ def _write_history(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
             writer.writerow({k: row.get(k, "") for k in columns})
 
 
+def _load_teacher_model(
+    path: str | os.PathLike[str],
+    head: str,
+    n_classes: int,
+    spec: TrainSpec,
+    in_channels: int,
+    device: torch.device,
+    what: str = "teacher",
+) -> nn.Module:
+    """A frozen eval-mode teacher that has `head` with `n_classes` and the student's input."""
+    model, meta = load_model(path)
+    t_heads = dict(model.heads)
+    if head not in t_heads or t_heads[head] != n_classes:
+        raise InputError(
+            f"train: {what} {path}: has heads {model.heads}, expected a head "
+            f"{head!r} with {n_classes} classes"
+        )
+    if meta.get("feature_set") != spec.feature_set or meta.get("in_channels") != in_channels:
+        raise InputError(
+            f"train: {what} {path}: trained on feature_set {meta.get('feature_set')!r} with "
+            f"{meta.get('in_channels')} channels; the student gets {spec.feature_set!r} with "
+            f"{in_channels}"
+        )
+    model.to(device, memory_format=memory_format(device)).eval()
+    model.requires_grad_(False)
+    return model
+
+
 def _load_teachers(
     teachers: Mapping[str, str | os.PathLike[str]],
     spec: TrainSpec,
@@ -380,23 +411,23 @@ def _load_teachers(
                 f"train: teacher for head {head!r} ({path}), but the {spec.task!r} model has "
                 f"heads {list(head_sizes)}"
             )
-        model, meta = load_model(path)
-        t_heads = dict(model.heads)
-        if head not in t_heads or t_heads[head] != head_sizes[head]:
-            raise InputError(
-                f"train: teacher {path}: has heads {model.heads}, expected a head "
-                f"{head!r} with {head_sizes[head]} classes"
-            )
-        if meta.get("feature_set") != spec.feature_set or meta.get("in_channels") != in_channels:
-            raise InputError(
-                f"train: teacher {path}: trained on feature_set {meta.get('feature_set')!r} with "
-                f"{meta.get('in_channels')} channels; the student gets {spec.feature_set!r} with "
-                f"{in_channels}"
-            )
-        model.to(device, memory_format=memory_format(device)).eval()
-        model.requires_grad_(False)
-        out[head] = model
+        out[head] = _load_teacher_model(path, head, head_sizes[head], spec, in_channels, device)
     return out
+
+
+def _load_fusion_teacher(
+    path: str | os.PathLike[str] | None,
+    spec: TrainSpec,
+    in_channels: int,
+    device: torch.device,
+) -> nn.Module | None:
+    """The 3-class model fused two-stage into the scene teacher, or None."""
+    if path is None:
+        return None
+    n_super = len(SUPER_CLASSES)
+    return _load_teacher_model(
+        path, "super", n_super, spec, in_channels, device, what="fusion teacher"
+    )
 
 
 def _state_dict_of(init_state: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -430,14 +461,18 @@ def train(
     start_step: int = 0,
     optimizer_state: Mapping[str, Any] | None = None,
     keep_checkpoint: bool = False,
+    teacher_fusion: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train `spec` on the feature files; write init.pt, final.pt and history.csv.
 
-    teachers: head -> teacher checkpoint (needs spec.kd). masks: parameter name -> bool
+    teachers: head -> teacher checkpoint (needs spec.kd). teacher_fusion: a 3-class
+    checkpoint fused two-stage into the scene teacher (soft targets P10 · P3[:, map],
+    renormalised; needs a scene teacher). masks: parameter name -> bool
     tensor (pruned = False). init_state: weights to start from instead of the seeded
     initialisation (lottery rewinding; masks are applied to it). start_step /
     optimizer_state: continue the schedule and momentum from a late-rewinding snapshot.
-    A checkpoint.pt of the same run (spec, files, teachers, mask, init) is resumed; it
+    A checkpoint.pt of the same run (spec, files, teachers and fusion teacher, mask,
+    init) is resumed; it
     is written after every epoch and removed once final.pt is written (it holds host paths
     and file times), unless keep_checkpoint. init.pt is written on every start, resumed or
     not, so a scheduler that deleted it with the other outputs of a killed job gets it back.
@@ -456,6 +491,11 @@ def train(
         )
     if spec.kd is not None and not teachers:
         raise InputError("train: the spec sets 'kd' but no teacher checkpoint was given")
+    if teacher_fusion is not None and "scene" not in teachers:
+        raise InputError(
+            f"train: fusion teacher {teacher_fusion} is fused into the scene teacher's "
+            f"probabilities, but no scene teacher was given (teachers: {sorted(teachers)})"
+        )
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise InputError(f"train: start_step must be an integer >= 0, found {start_step!r}")
     device = resolve_device(spec.device)
@@ -487,6 +527,7 @@ def train(
             out,
             device=device,
             teachers=teachers,
+            teacher_fusion=teacher_fusion,
             masks=masks,
             init_state=init_state,
             start_step=start_step,
@@ -504,6 +545,7 @@ def _run(
     *,
     device: torch.device,
     teachers: Mapping[str, str | os.PathLike[str]],
+    teacher_fusion: str | os.PathLike[str] | None,
     masks: Mapping[str, torch.Tensor] | None,
     init_state: Mapping[str, Any] | None,
     start_step: int,
@@ -528,6 +570,7 @@ def _run(
     model.to(device, memory_format=memory_format(device))
     apply_masks(model, mask)
     teacher_models = _load_teachers(teachers, spec, head_sizes, data.in_channels, device)
+    fusion_model = _load_fusion_teacher(teacher_fusion, spec, data.in_channels, device)
 
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -551,6 +594,8 @@ def _run(
         "optimizer_state": digest(optimizer_state) if optimizer_state is not None else None,
         "start_step": start_step,
     }
+    if teacher_fusion is not None:  # only then: runs without one keep their fingerprint
+        fingerprint["teacher_fusion"] = file_id(Path(teacher_fusion))
     meta_base = {"feature_set": spec.feature_set, "spec": spec.to_dict()}
     extras: dict[str, Any] = {"mask": mask} if mask else {}
     paths = {
@@ -606,6 +651,7 @@ def _run(
             teacher_models,
             head_sizes,
             device,
+            fusion=fusion_model,
             epoch=epoch,
             global_step=global_step,
             steps_per_epoch=steps_per_epoch,
@@ -741,6 +787,7 @@ def _train_epoch(
     head_sizes: Mapping[str, int],
     device: torch.device,
     *,
+    fusion: nn.Module | None = None,
     epoch: int,
     global_step: int,
     steps_per_epoch: int,
@@ -771,6 +818,9 @@ def _train_epoch(
         logits = split_heads(model(x), model.heads)
         with torch.no_grad():
             t_logits = {h: split_heads(t(x), t.heads)[h] for h, t in teachers.items()}
+            if fusion is not None:  # row 1's two-stage teacher: P10 · P3[:, map]
+                z3 = split_heads(fusion(x), fusion.heads)["super"]
+                t_logits["scene"] = two_stage_logits(t_logits["scene"], z3)
         losses = _head_losses(spec, logits, y, t_logits)
         loss = sum(weights[h] * losses[h] for h in spec.heads)
         if not torch.isfinite(loss):
