@@ -143,6 +143,7 @@ def test_a_planted_device_gap_is_measured_and_no_gap_is_not_declared():
     assert gap["accuracy_diff"] < -20 and gap["accuracy_diff_ci"][1] < 0
     assert gap["accuracy_diff_excludes_zero"] and gap["log_loss_diff"] > 0
     assert gap["n_clips"] == 100 * 8 and gap["n_recordings"] == 100
+
     # pairing by recording: the shared content cancels, so the interval is narrower than
     # that of two independent groups with the same separate intervals
     def width(ci):
