@@ -15,11 +15,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make run    - the 2021 report on the embedded data set: all of Table 1, systems"
-	@echo "              (a)-(d), figures 2 and 3, the ONNX int8 check (~35 min, 2 cores)"
+	@echo "              (a)-(d), comparisons, Figure 3, the ONNX int8 check (~30 min, 2 cores)"
 	@echo "make quick  - Table 1 rows 0 and 3 only (a few minutes)"
 	@echo "make efficiency - the DCASE 2024 data-efficiency study (Rep-Mobile, ~5 min)"
 	@echo "make all    - both, and Figure 2 over three seeds (Snakemake's default target)"
-	@echo "make figure2-seeds - Figure 2 over three training seeds (~12 min after make run)"
+	@echo "make figure2-seeds - Figure 2, seed 0 and over three training seeds (~20 min)"
 	@echo "make readme - regenerate the README's results from results/ (after make run)"
 	@echo "make pull / make push - results through the DVC remote (docs/reproduce.md)"
 	@echo "make test   - run the test suite"
@@ -35,8 +35,8 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 DATASET = $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('config.yaml'))['dataset']['name'])")
 
 # The 2021 report on the embedded data set (Snakemake target `paper`): every Table 1 row,
-# the systems (a)-(d), figures 2 and 3, the per-device comparison and the ONNX int8
-# check; prints Table 1 and the wall time. TARGETS="..." builds other targets instead.
+# the systems (a)-(d), the comparisons, Figure 3, the per-device comparison, the probe
+# and the ONNX int8 check; prints Table 1 and the wall time (Figure 2: figure2-seeds). TARGETS="..." builds other targets instead.
 run: $(STAMP)
 	@jobs=$$($(call PENDING_JOBS,$(or $(TARGETS),paper))); start=$$(date +%s); \
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(or $(TARGETS),paper) && \
@@ -50,10 +50,10 @@ run: $(STAMP)
 PENDING_JOBS = $(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_ARGS) $(1) 2>/dev/null \
 	| awk '$$1 == "total" {n = $$2} END {print n + 0}'
 RECORD_TIME = [ "$(4)" -eq 0 ] || $(BIN)/python -c 'import json, os, sys, time; \
-	p = "results/$(DATASET)/timings.json"; d = json.load(open(p)) if os.path.exists(p) else {}; \
+	p = sys.argv[3]; d = json.load(open(p)) if os.path.exists(p) else {}; \
 	d["$(2)"] = {"command": "$(1)", "seconds": int(time.time()) - int(sys.argv[1]), \
 	"cores": os.cpu_count(), "note": sys.argv[2] + " jobs, after set-up"}; \
-	json.dump(d, open(p, "w"), indent=1, sort_keys=True)' $(3) $(4)
+	json.dump(d, open(p, "w"), indent=1, sort_keys=True)' $(3) $(4) "results/$(DATASET)/timings.json"
 
 # The README's results section, regenerated from results/<dataset>/ (copied to
 # docs/results/ first, so the README and its sources are committed together).

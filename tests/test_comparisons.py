@@ -61,6 +61,7 @@ def config(**extra) -> dict:
         "table1": {
             "3": {"members": [{"model": "sic"}]},
             "4": {"members": [{"model": "sic_tsl"}]},
+            "5": {"members": [{"model": "chain"}]},
             "22": {
                 "members": [
                     {"model": "sic"},
@@ -290,20 +291,21 @@ def test_a_device_gap_compares_one_system_on_unseen_and_seen_devices(tmp_path):
     assert "| unseen harder for row 3 " in (tmp_path / "c.md").read_text()
 
 
-def test_controls_of_the_seeded_figure_only_stay_out_of_the_comparisons():
-    """They would pull the seeded Figure 2's extra seeds into the `paper` target."""
+def test_only_the_controls_of_the_rows_tickets_are_compared():
+    """A control of a chain no row uses (Figure 2's, its own target) would pull that
+    chain into the report's target."""
     models = config()["models"]
-    models["chain_s1"] = {"arch": "sic", "lottery": {"base": "sic"}}
-    models["chain_s1_rm"] = {
+    models["fig2_chain"] = {"arch": "sic", "lottery": {"base": "sic"}}
+    models["fig2_chain_rm"] = {
         "arch": "sic",
-        "lottery": {"control_of": "chain_s1", "control": "random_mask"},
+        "lottery": {"control_of": "fig2_chain", "control": "random_mask"},
     }
-    figures = {
-        "figure2": ["chain", "chain_rm"],
-        "figure2_seeds": ["chain", "chain_rm", "chain_s1", "chain_s1_rm"],
-    }
-    pairs = comparison_pairs(config(models=models, figures=figures), R)
-    controls = [p for p in pairs if p["claim"].startswith("the lottery ticket")]
-    assert [p["claim"] for p in controls] == [
+    pairs = comparison_pairs(config(models=models), R)
+    controls = [p["claim"] for p in pairs if p["claim"].startswith("the lottery ticket")]
+    assert controls == [
         "the lottery ticket chain beats its random_mask control chain_rm (final rounds)"
     ]
+    # without a row using `chain`, its control is not compared either
+    table1 = {k: v for k, v in config()["table1"].items() if k != "5"}
+    pairs = comparison_pairs(config(models=models, table1=table1), R)
+    assert not [p for p in pairs if p["claim"].startswith("the lottery ticket")]

@@ -15,6 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 
 
+def overlay(a: dict, b: dict) -> dict:
+    """b merged over a, nested dicts key by key (Snakemake's --configfile)."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def shipped_configs() -> tuple[dict, dict]:
+    """config.yaml and the configs/tau2020.yaml overlay, as written."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return base, yaml.safe_load((ROOT / "configs/tau2020.yaml").read_text())
+
+
 def config(models: dict, **extra) -> dict:
     raw = {
         "dataset": {"name": "t", "kind": "synthetic", "path": "data/t"},
@@ -48,16 +62,9 @@ def test_the_size_matched_preset_prunes_every_stored_value_and_a_key_overrides_i
 
 def test_both_shipped_configurations_give_the_lth_rows_weights_only_tickets():
     """config.yaml, and configs/tau2020.yaml merged over it as Snakemake does."""
-    base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    tau = yaml.safe_load((ROOT / "configs/tau2020.yaml").read_text())
+    base, tau = shipped_configs()
 
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    for raw in (base, merge(base, tau)):
+    for raw in (base, overlay(base, tau)):
         cfg = validate_config(raw, SCHEMA)
         # the report's rows: 99.33 %; our moderate variants (rows 5m, 14m): 90 %
         chains = {(m, 0.9 if pipeline.row_variant(row) else 0.9933)
@@ -174,16 +181,9 @@ def test_variant_rows_sort_after_their_report_row_and_before_the_next():
 def test_the_10_class_tsl_students_learn_from_row_1s_fused_teacher():
     """config.yaml and the tau2020 overlay: teacher fcnn10 fused with fcnn3 for every
     10-class student of fcnn10; the 3-class students of fcnn3 alone; teachers on reverb."""
-    base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    tau = yaml.safe_load((ROOT / "configs/tau2020.yaml").read_text())
+    base, tau = shipped_configs()
 
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    for raw in (base, merge(base, tau)):
+    for raw in (base, overlay(base, tau)):
         cfg = validate_config(raw, SCHEMA)
         fused = {m for m in cfg["models"] if pipeline.teacher_fusion_of(cfg, m)}
         taught_by_fcnn10 = {

@@ -99,19 +99,24 @@ def _model_file(results: str, model: str, head: str, quantized: bool) -> str:
 
 
 def _control_pairs(config: dict) -> list[dict]:
-    """Every winning lottery chain against each of its control chains (final rounds).
+    """Every lottery chain of a Table 1 row or system against each of its control
+    chains (final rounds).
 
-    Controls drawn only in the seeded Figure 2 (`figures.figure2_seeds`, its own target)
-    are left out: comparing them would pull that figure's extra seeds into `paper`.
+    Controls of chains no row uses (Figure 2's, their own target) are left out:
+    comparing them would pull the figure's chains into the report's target.
     """
-    figures = config.get("figures") or {}
-    seeded_only = set(figures.get("figure2_seeds", [])) - set(figures.get("figure2", []))
+    in_rows = {
+        m["model"]
+        for section in ("table1", "systems")
+        for row in (config.get(section) or {}).values()
+        for m in row.get("members", [])
+    }
     pairs = []
     for name, m in sorted((config.get("models") or {}).items()):
         lot = m.get("lottery") if isinstance(m, dict) else None
         if not (isinstance(lot, dict) and lot.get("control") and lot.get("control_of")):
             continue
-        if name in seeded_only:
+        if lot["control_of"] not in in_rows:
             continue
         chain = lot["control_of"]
         head = pipeline.heads_of(config, chain)[0]

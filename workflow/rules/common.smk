@@ -235,10 +235,20 @@ def device_metrics(wildcards):
     }
 
 
-def all_figures():
+def figure2_targets():
+    """Figure 2 (seed 0) and its seeded version: their own target, not `paper`'s (the
+    lottery chains of three seeds are as much work as the rest of the report)."""
     out = []
     if FIGURES["figure2"]:
         out.append(f"{FIG}/figure2.png")
+    if FIGURES["figure2_seeds"]:
+        out.append(f"{FIG}/figure2_seeds.png")
+    return out
+
+
+def all_figures():
+    """The figures of `paper`: Figure 3, the device bars and the confusion matrices."""
+    out = []
     if "figure3" in FIGURES:
         out.append(f"{FIG}/figure3.png")
     if FIGURES["devices"]:

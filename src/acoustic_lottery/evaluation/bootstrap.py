@@ -230,13 +230,7 @@ def paired_bootstrap(
     reps = _resampled_means(diff, codes, n_clusters, s["n_boot"], s["seed"])
     lo_hi = _interval(reps, s["level"])
     point = diff.mean(axis=0)
-    out: dict[str, Any] = {}
-    for j, key in enumerate(("accuracy_diff", "log_loss_diff")):
-        lo, hi = float(lo_hi[0, j]), float(lo_hi[1, j])
-        out[key] = float(point[j])
-        out[f"{key}_ci"] = [lo, hi]
-        out[f"{key}_excludes_zero"] = bool(lo > 0 or hi < 0)
-        out[f"{key}_half_width"] = (hi - lo) / 2.0
+    out = _differences(point, lo_hi)
     out.update(
         a_accuracy=float(100.0 * ca.mean()),
         b_accuracy=float(100.0 * cb.mean()),
@@ -246,6 +240,19 @@ def paired_bootstrap(
         n_recordings=n_clusters,
         bootstrap={**s, "unit": "recording"},
     )
+    return out
+
+
+def _differences(point: Sequence[float], lo_hi: np.ndarray) -> dict[str, Any]:
+    """accuracy_diff / log_loss_diff with their interval, whether it excludes 0, and its
+    half-width (the smallest difference of this size the pair resolves)."""
+    out: dict[str, Any] = {}
+    for j, key in enumerate(("accuracy_diff", "log_loss_diff")):
+        lo, hi = float(lo_hi[0, j]), float(lo_hi[1, j])
+        out[key] = float(point[j])
+        out[f"{key}_ci"] = [lo, hi]
+        out[f"{key}_excludes_zero"] = bool(lo > 0 or hi < 0)
+        out[f"{key}_half_width"] = (hi - lo) / 2.0
     return out
 
 
@@ -305,13 +312,7 @@ def group_gap_bootstrap(
         whole[3] / whole[5] - whole[0] / whole[2],
         whole[4] / whole[5] - whole[1] / whole[2],
     ]
-    out: dict[str, Any] = {}
-    for j, key in enumerate(("accuracy_diff", "log_loss_diff")):
-        lo, hi = float(lo_hi[0, j]), float(lo_hi[1, j])
-        out[key] = float(point[j])
-        out[f"{key}_ci"] = [lo, hi]
-        out[f"{key}_excludes_zero"] = bool(lo > 0 or hi < 0)
-        out[f"{key}_half_width"] = (hi - lo) / 2.0
+    out = _differences(point, lo_hi)
     out.update(
         a_accuracy=float(whole[0] / whole[2]),
         b_accuracy=float(whole[3] / whole[5]),
