@@ -15,11 +15,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make run    - the 2021 report on the embedded data set: all of Table 1, systems"
-	@echo "              (a)-(d), comparisons, Figure 3, the ONNX int8 check (~30 min, 2 cores)"
+	@echo "              (a)-(d), comparisons, Figure 3, the ONNX int8 check (28 min measured, 2 cores)"
 	@echo "make quick  - Table 1 rows 0 and 3 only (a few minutes)"
 	@echo "make efficiency - the DCASE 2024 data-efficiency study (Rep-Mobile, ~5 min)"
 	@echo "make all    - both, and Figure 2 over three seeds (Snakemake's default target)"
-	@echo "make figure2-seeds - Figure 2, seed 0 and over three training seeds (~20 min)"
+	@echo "make figure2-seeds - Figure 2, seed 0 and over three training seeds"
 	@echo "make readme - regenerate the README's results from results/ (after make run)"
 	@echo "make pull / make push - results through the DVC remote (docs/reproduce.md)"
 	@echo "make test   - run the test suite"
