@@ -159,7 +159,8 @@ def clone(pushed, repo) -> Path:
 
 
 def test_shipped_config_has_a_stage_per_table1_row_and_system(tmp_path):
-    """The published table: table1@0 .. table1@22 and system@a .. system@d."""
+    """The published table: table1@0 .. table1@22, our variants table1@5m and table1@14m,
+    and system@a .. system@d."""
     repo = tmp_path / "shipped"
     repo.mkdir()
     for name in ("dvc.yaml", "config.yaml"):
@@ -167,7 +168,7 @@ def test_shipped_config_has_a_stage_per_table1_row_and_system(tmp_path):
     run(repo, "git", "init", "-q")
     run(repo, "dvc", "init", "-q")
     names = set(run(repo, "dvc", "stage", "list", "--name-only").stdout.split())
-    rows = {f"table1@{i}" for i in range(23)}
+    rows = {f"table1@{i}" for i in range(23)} | {"table1@5m", "table1@14m"}
     systems = {f"system@{x}" for x in "abcd"}
     assert rows | systems <= names
     assert {n for n in names if n.startswith(("table1@", "system@"))} == rows | systems

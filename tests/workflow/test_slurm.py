@@ -168,7 +168,7 @@ def test_local_profile_layers_on_the_slurm_profile_and_covers_every_rule(tmp_pat
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # target rules (no command, never submitted) need no resources
-    targets = {"all", "paper", "data_efficiency", "synthetic_dataset"}
+    targets = {"all", "paper", "figure2_seeded", "data_efficiency", "synthetic_dataset"}
     rules = {r.strip() for r in proc.stdout.splitlines() if r.strip()} - targets
     assert set(DAG_RULES) <= rules
     missing = rules - set(local["set-resources"])
