@@ -92,6 +92,9 @@ TRAINING_KEYS: tuple[str, ...] = (
     "device",
     "bn_momentum",
     "mtl_weights",
+    "amp",
+    "workers",
+    "resident_mb",
 )
 _TRAINING_OVERRIDES = {"type": "object", "propertyNames": {"enum": list(TRAINING_KEYS)}}
 _COPIES = ["orig", "pitch", "speed", "noise", "mix", "speccorr", "reverb"]

@@ -198,7 +198,7 @@ def predict(
     """
     import torch
 
-    from acoustic_lottery.features.store import read_features
+    from acoustic_lottery.features.store import open_features
     from acoustic_lottery.models.checkpoint import load_model
     from acoustic_lottery.models.heads import split_heads
 
@@ -223,11 +223,10 @@ def predict(
             "(out={head: path}; on the command line --head and/or --out-super)"
         )
 
-    fs = read_features(features)
-    x = fs.x
-    if x.ndim != 4 or x.shape[1] != int(meta["in_channels"]):
+    fs = open_features(features)  # read batch by batch: memory of a batch, not the file
+    if fs.shape[1] != int(meta["in_channels"]):
         raise InputError(
-            f"predict: features {features} have shape {tuple(x.shape)}, expected "
+            f"predict: features {features} have shape {fs.shape}, expected "
             f"(N, {meta['in_channels']}, F, T) for the model {checkpoint}"
         )
     fset = fs.attrs.get("feature_set")
@@ -240,12 +239,12 @@ def predict(
     fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     model.to(dev, memory_format=fmt)
     model.eval()
-    n = x.shape[0]
+    n = len(fs)
     logits_parts: list[np.ndarray] = []
     starts = range(0, n, batch_size)
-    with torch.inference_mode():
+    with fs, torch.inference_mode():
         for s in progress(starts, desc=f"predict {features.name}", total=len(starts)):
-            xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch_size]))
+            xb = torch.from_numpy(fs.read_slice(s, s + batch_size))
             xb = xb.to(dev).contiguous(memory_format=fmt)
             logits_parts.append(model(xb).float().cpu().numpy())
     k_total = sum(k for _, k in model.heads)

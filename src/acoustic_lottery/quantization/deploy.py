@@ -450,7 +450,7 @@ def predict_artifact(
         resolve_device,
         write_predictions,
     )
-    from acoustic_lottery.features.store import read_features
+    from acoustic_lottery.features.store import open_features
     from acoustic_lottery.models.heads import split_heads
 
     artifact, features = Path(artifact), Path(features)
@@ -465,26 +465,26 @@ def predict_artifact(
     heads = heads or [loaded.spec.task]
     outs = _resolve_outs(heads, out, where)
 
-    fs = read_features(features)
+    fs = open_features(features)  # read batch by batch: memory of a batch, not the file
     for name, spec in specs.items():
         if spec is not None:
             _feature_mismatch(spec, fs.attrs, f"{where}: features {features}, model {name!r}")
         arch = loaded.states[name].arch or {}
         channels = arch.get("in_channels")
-        if fs.x.ndim != 4 or (channels is not None and fs.x.shape[1] != channels):
+        if channels is not None and fs.shape[1] != channels:
             raise InputError(
-                f"{where}: features {features} have shape {tuple(fs.x.shape)}, expected "
+                f"{where}: features {features} have shape {fs.shape}, expected "
                 f"(N, {channels}, F, T) for model {name!r}"
             )
     dev = resolve_device(device)
     for m in loaded.models.values():
         m.to(dev)
-    n = fs.x.shape[0]
+    n = len(fs)
     starts = range(0, n, batch_size)
     parts: list[np.ndarray] = []
-    with torch.inference_mode():
+    with fs, torch.inference_mode():
         for s in progress(starts, desc=f"predict int8 {features.name}", total=len(starts)):
-            xb = torch.from_numpy(np.ascontiguousarray(fs.x[s : s + batch_size])).to(dev)
+            xb = torch.from_numpy(fs.read_slice(s, s + batch_size)).to(dev)
             if single:
                 parts.append(model0(xb).float().cpu().numpy())
             else:

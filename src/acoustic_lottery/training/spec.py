@@ -19,9 +19,14 @@ from typing import Any
 
 from acoustic_lottery.errors import InputError
 
-__all__ = ["FEATURE_SETS", "TASKS", "KDSpec", "TrainSpec"]
+__all__ = ["AMP_MODES", "FEATURE_SETS", "RUNTIME_KEYS", "TASKS", "KDSpec", "TrainSpec"]
 
 TASKS: tuple[str, ...] = ("scene", "super", "mtl")
+#: Mixed precision of the forward/backward pass (`torch.autocast`); "off" is float32.
+AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+#: Settings that change how fast a run goes, never its numbers: a resumed run does not
+#: compare them (a job killed for memory may resume with fewer workers or a smaller cap).
+RUNTIME_KEYS: tuple[str, ...] = ("workers", "resident_mb")
 FEATURE_SETS: tuple[str, ...] = ("lmfb", "baseline")
 HEAD_NAMES: tuple[str, ...] = ("scene", "super")
 
@@ -109,6 +114,8 @@ _NUMERIC_RULES: dict[str, tuple[str, float | None, float | None, bool]] = {
     "threads": ("int", 1, None, False),
     "bn_momentum": ("float", 0.0, 1.0, True),
     "rewind_step": ("int", 0, None, True),
+    "workers": ("int", 0, 64, False),
+    "resident_mb": ("int", 0, None, False),
 }
 # Keys whose value must be strictly greater than the minimum.
 _STRICT_MIN = {"width", "lr_max", "bn_momentum"}
@@ -123,6 +130,12 @@ class TrainSpec:
     crop_frames: random crop length in training (None = whole clips); evaluation always
     uses every frame. rewind_step: save `rewind.pt` after this many optimizer steps
     (late rewinding for the lottery). device: "cpu", "cuda", "cuda:N" or "auto".
+    amp: mixed precision ("bf16", "fp16" with a gradient scaler on CUDA, "off").
+    workers: data-loader processes that read and augment batches ahead of the step
+    (0: in the training process). resident_mb: training files totalling at most this
+    many MiB of float32 features are read into memory once; larger sets are read batch
+    by batch from the HDF5 files, so memory does not grow with the number of clips.
+    Batches are the same either way (same clips, same augmentation draws).
     """
 
     arch: str
@@ -148,6 +161,9 @@ class TrainSpec:
     kd: KDSpec | None = None
     mtl_weights: dict[str, float] = field(default_factory=lambda: {"scene": 1.0, "super": 1.0})
     rewind_step: int | None = None
+    amp: str = "off"
+    workers: int = 0
+    resident_mb: int = 512
 
     def __hash__(self) -> int:  # dict field: hash the canonical JSON instead
         return hash(json.dumps(self.to_dict(), sort_keys=True))
@@ -204,6 +220,10 @@ class TrainSpec:
 
 
 def _check_value(key: str, v: Any, source: str) -> Any:
+    if key == "amp":
+        if v not in AMP_MODES:
+            raise InputError(f"{source}: key 'amp': expected one of {list(AMP_MODES)}, found {v!r}")
+        return v
     if key in ("arch", "task", "feature_set", "device"):
         if not isinstance(v, str) or not v:
             raise InputError(f"{source}: key {key!r}: expected a non-empty string, found {v!r}")

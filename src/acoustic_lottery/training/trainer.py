@@ -39,7 +39,7 @@ from torch import nn
 from acoustic_lottery.errors import InputError
 from acoustic_lottery.evaluation.predict import resolve_device
 from acoustic_lottery.faults import failpoint
-from acoustic_lottery.features.store import read_features
+from acoustic_lottery.features.store import FeatureFile, open_features
 from acoustic_lottery.io import atomic_path, progress
 from acoustic_lottery.labels import SUPER_CLASSES
 from acoustic_lottery.models.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -48,7 +48,7 @@ from acoustic_lottery.models.registry import ARCHS, build_model
 from acoustic_lottery.training.distill import kd_loss, soft_cross_entropy, two_stage_logits
 from acoustic_lottery.training.online_augment import crop_offsets, mixup, spec_augment
 from acoustic_lottery.training.schedule import check_epochs, lr_at
-from acoustic_lottery.training.spec import TrainSpec
+from acoustic_lottery.training.spec import RUNTIME_KEYS, TrainSpec
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -83,13 +83,16 @@ def derive_seed(*keys: int) -> int:
 
 @dataclass
 class TrainData:
-    """The training clips of all files, without concatenating the (possibly big) arrays.
+    """The training clips of all files, read on demand or held in memory.
 
-    x: one (N_i, C, F, T_i) array per file; clip j is x[file[j]][row[j]] with n_frames[j]
-    frames. targets: head -> (N,) class indices.
+    sources: one open `FeatureFile` per training file; clip j is row row[j] of
+    sources[file[j]], with n_frames[j] frames. resident: per file, the whole float32
+    array when the files fit under the spec's `resident_mb`, else None (read per
+    batch). targets: head -> (N,) class indices.
     """
 
-    x: list[np.ndarray]
+    sources: list[FeatureFile]
+    resident: list[np.ndarray | None]
     file: np.ndarray
     row: np.ndarray
     n_frames: np.ndarray
@@ -102,51 +105,64 @@ class TrainData:
     def n(self) -> int:
         return int(self.file.shape[0])
 
+    @property
+    def streaming(self) -> bool:
+        return any(r is None for r in self.resident)
+
+    def clips(self, idx: np.ndarray) -> list[np.ndarray]:
+        """The (C, F, T_j) arrays of clips `idx`, in order; one read per file and run."""
+        out: list[np.ndarray | None] = [None] * len(idx)
+        files = self.file[idx]
+        for f in np.unique(files):
+            where = np.flatnonzero(files == f)
+            rows = self.row[idx[where]]
+            block = self.resident[f]
+            arr = block if block is not None else self.sources[f].read_rows(rows)
+            for k, w in enumerate(where):
+                out[w] = arr[rows[k]] if block is not None else arr[k]
+        return out  # type: ignore[return-value]
+
 
 def load_train_data(spec: TrainSpec, train_files: Sequence[str | os.PathLike[str]]) -> TrainData:
-    """Read the feature files and pick the labels of the spec's task.
+    """Open the feature files and pick the labels of the spec's task.
 
     All files must have spec.feature_set and the same (C, F); their frame counts may
     differ only when clips are cropped (then every clip needs >= crop_frames frames).
+    Features are read into memory only if they total at most spec.resident_mb MiB.
     """
     if not train_files:
         raise InputError("train: no training feature files given")
-    xs: list[np.ndarray] = []
+    sources: list[FeatureFile] = []
     file_idx, row_idx, frames = [], [], []
     targets: dict[str, list[np.ndarray]] = {h: [] for h in spec.heads}
     ref: tuple[Path, tuple[int, ...]] | None = None
     files = [Path(p) for p in train_files]
     for i, path in enumerate(files):
-        fs = read_features(path)
-        x = fs.x
+        fs = open_features(path)
+        shape = fs.shape
         fset = fs.attrs.get("feature_set")
         if fset != spec.feature_set:
             raise InputError(
                 f"train: {path}: attribute 'feature_set' is {fset!r}, expected "
                 f"{spec.feature_set!r} (the spec's feature_set)"
             )
-        if x.ndim != 4 or x.dtype != np.float32:
-            raise InputError(
-                f"train: {path}: 'features' must be float32 (N, C, F, T), found "
-                f"{x.dtype} {tuple(x.shape)}"
-            )
-        if x.shape[0] == 0:
+        if shape[0] == 0:
             raise InputError(f"train: {path}: no clips")
         if ref is None:
-            ref = (path, tuple(x.shape))
-        elif x.shape[1:3] != ref[1][1:3]:
+            ref = (path, shape)
+        elif shape[1:3] != ref[1][1:3]:
             raise InputError(
-                f"train: {path}: features have (C, F) = {tuple(x.shape[1:3])}, but {ref[0]} "
+                f"train: {path}: features have (C, F) = {tuple(shape[1:3])}, but {ref[0]} "
                 f"has {ref[1][1:3]}; all training files must share channels and bands"
             )
-        elif spec.crop_frames is None and x.shape[3] != ref[1][3]:
+        elif spec.crop_frames is None and shape[3] != ref[1][3]:
             raise InputError(
-                f"train: {path}: clips have {x.shape[3]} frames, but {ref[0]} has {ref[1][3]}; "
+                f"train: {path}: clips have {shape[3]} frames, but {ref[0]} has {ref[1][3]}; "
                 "set crop_frames to train on files of different lengths"
             )
-        if spec.crop_frames is not None and x.shape[3] < spec.crop_frames:
+        if spec.crop_frames is not None and shape[3] < spec.crop_frames:
             raise InputError(
-                f"train: {path}: clips have {x.shape[3]} frames, fewer than "
+                f"train: {path}: clips have {shape[3]} frames, fewer than "
                 f"crop_frames={spec.crop_frames}"
             )
         for head in spec.heads:
@@ -161,14 +177,28 @@ def load_train_data(spec: TrainSpec, train_files: Sequence[str | os.PathLike[str
                     f"0..{k - 1} (training needs labelled clips)"
                 )
             targets[head].append(lab)
-        n = x.shape[0]
-        xs.append(x)
+        n = shape[0]
+        sources.append(fs)
         file_idx.append(np.full(n, i, dtype=np.int64))
         row_idx.append(np.arange(n, dtype=np.int64))
-        frames.append(np.full(n, x.shape[3], dtype=np.int64))
+        frames.append(np.full(n, shape[3], dtype=np.int64))
     assert ref is not None
+    total = sum(fs.nbytes for fs in sources)
+    if total <= spec.resident_mb * 2**20:
+        resident: list[np.ndarray | None] = [fs.read_slice(0, len(fs)) for fs in sources]
+        for fs in sources:
+            fs.close()
+    else:
+        resident = [None] * len(sources)
+        log.info(
+            "train: %d MiB of features exceed resident_mb=%d: reading batches from %d file(s)",
+            total // 2**20,
+            spec.resident_mb,
+            len(sources),
+        )
     return TrainData(
-        x=xs,
+        sources=sources,
+        resident=resident,
         file=np.concatenate(file_idx),
         row=np.concatenate(row_idx),
         n_frames=np.concatenate(frames),
@@ -187,14 +217,13 @@ def _make_batch(
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Assemble one augmented batch: crop -> SpecAugment -> mixup, all from `gen`."""
+    clips = data.clips(idx)
     if spec.crop_frames is not None:
         offsets = crop_offsets(data.n_frames[idx], spec.crop_frames, gen).tolist()
         length = spec.crop_frames
-        parts = [
-            data.x[data.file[j]][data.row[j], :, :, o : o + length] for j, o in zip(idx, offsets)
-        ]
+        parts = [c[:, :, o : o + length] for c, o in zip(clips, offsets)]
     else:
-        parts = [data.x[data.file[j]][data.row[j]] for j in idx]
+        parts = clips
     x = torch.from_numpy(np.stack(parts))
     if spec.specaug_freq > 0 or spec.specaug_time > 0:
         x = spec_augment(x, spec.specaug_freq, spec.specaug_time, gen)
@@ -205,6 +234,54 @@ def _make_batch(
     if spec.mixup_alpha > 0:
         x, y, _ = mixup(x, y, spec.mixup_alpha, gen)
     return x, y
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch b of one epoch as a dataset item, so data-loader workers can build batches
+    ahead of the step; every draw comes from (seed, epoch, b), whoever builds it."""
+
+    def __init__(
+        self,
+        data: TrainData,
+        spec: TrainSpec,
+        head_sizes: Mapping[str, int],
+        perm: np.ndarray,
+        epoch: int,
+    ) -> None:
+        self.data, self.spec, self.head_sizes = data, spec, dict(head_sizes)
+        self.perm, self.epoch = perm, epoch
+
+    def __len__(self) -> int:
+        return len(self.perm) // self.spec.batch_size
+
+    def __getitem__(self, b: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        spec = self.spec
+        idx = self.perm[b * spec.batch_size : (b + 1) * spec.batch_size]
+        gen = torch.Generator().manual_seed(derive_seed(spec.seed, _AUGMENT, self.epoch, b))
+        return _make_batch(self.data, idx, spec, self.head_sizes, gen)
+
+
+def _batch_stream(
+    batches: _Batches, first: int, workers: int, pin: bool
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Batches first..end of the epoch, built here (workers=0) or by worker processes."""
+    order = range(first, len(batches))
+    if workers == 0:
+        return (batches[b] for b in order)
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        sampler=list(order),
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=2,
+        worker_init_fn=_worker_init,
+    )
+    return iter(loader)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the step uses the cores; a worker reads and augments
 
 
 # --------------------------------------------------------------------------- masks
@@ -331,10 +408,28 @@ def file_id(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- train
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
+def memory_format(device: torch.device, amp: str = "off") -> torch.memory_format:
     """channels_last on the CPU: oneDNN convolutions run about 1.5-2x faster in it
-    (SIC, batch 32, 3x128x36, 2 threads); the default layout elsewhere."""
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    (SIC, batch 32, 3x128x36, 2 threads); on CUDA only under mixed precision, where
+    cuDNN's tensor-core kernels want it; the default layout otherwise."""
+    if device.type == "cpu" or amp != "off":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    """torch.autocast for amp "bf16"/"fp16"; nothing at all for "off" (float32, unchanged)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES[amp])
+
+
+def _grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 has float32's range."""
+    return torch.amp.GradScaler(device.type) if amp == "fp16" else None
 
 
 @contextlib.contextmanager
@@ -392,7 +487,7 @@ def _load_teacher_model(
             f"{meta.get('in_channels')} channels; the student gets {spec.feature_set!r} with "
             f"{in_channels}"
         )
-    model.to(device, memory_format=memory_format(device)).eval()
+    model.to(device, memory_format=memory_format(device, spec.amp)).eval()
     model.requires_grad_(False)
     return model
 
@@ -567,7 +662,7 @@ def _run(
     head_sizes = dict(model.heads)
     if [h for h, _ in model.heads] != list(spec.heads):
         raise InputError(f"train: model heads {model.heads} do not match task {spec.task!r}")
-    model.to(device, memory_format=memory_format(device))
+    model.to(device, memory_format=memory_format(device, spec.amp))
     apply_masks(model, mask)
     teacher_models = _load_teachers(teachers, spec, head_sizes, data.in_channels, device)
     fusion_model = _load_fusion_teacher(teacher_fusion, spec, data.in_channels, device)
@@ -585,8 +680,9 @@ def _run(
             raise InputError(f"train: optimizer_state does not fit the model: {e}") from e
     apply_masks(model, mask, optimizer)
 
+    scaler = _grad_scaler(device, spec.amp)
     fingerprint = {
-        "spec": spec.to_dict(),
+        "spec": {k: v for k, v in spec.to_dict().items() if k not in RUNTIME_KEYS},
         "train_files": [file_id(p) for p in data.files],
         "teachers": {h: file_id(Path(p)) for h, p in sorted(teachers.items())},
         "mask": digest(mask) if mask else None,
@@ -618,7 +714,7 @@ def _run(
         {**meta_base, "epoch": start_step // steps_per_epoch, "global_step": start_step},
         **extras,
     )
-    resumed = _try_resume(paths["checkpoint"], fingerprint, model, optimizer)
+    resumed = _try_resume(paths["checkpoint"], fingerprint, model, optimizer, scaler)
     if resumed is not None:
         ck = resumed
         global_step = int(ck["global_step"])
@@ -652,6 +748,7 @@ def _run(
             head_sizes,
             device,
             fusion=fusion_model,
+            scaler=scaler,
             epoch=epoch,
             global_step=global_step,
             steps_per_epoch=steps_per_epoch,
@@ -675,6 +772,7 @@ def _run(
             optimizer=_cpu_state(optimizer.state_dict()),
             history=history,
             fingerprint=fingerprint,
+            **({"scaler": scaler.state_dict()} if scaler is not None else {}),
             **extras,
         )
         failpoint("train.checkpoint")
@@ -709,8 +807,10 @@ def _try_resume(
     fingerprint: Mapping[str, Any],
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any] | None:
-    """Load checkpoint.pt into model and optimizer if it belongs to this very run."""
+    """Load checkpoint.pt into model, optimizer (and fp16 loss scaler) if it belongs to
+    this very run."""
     if not path.exists():
         return None
     try:
@@ -729,6 +829,8 @@ def _try_resume(
         return None
     model.load_state_dict(ck["state_dict"])
     optimizer.load_state_dict(ck["optimizer"])
+    if scaler is not None and isinstance(ck.get("scaler"), Mapping):
+        scaler.load_state_dict(dict(ck["scaler"]))
     return ck
 
 
@@ -788,6 +890,7 @@ def _train_epoch(
     device: torch.device,
     *,
     fusion: nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     epoch: int,
     global_step: int,
     steps_per_epoch: int,
@@ -805,22 +908,30 @@ def _train_epoch(
     lr = spec.lr_max
     model.train()
     batches = range(first, steps_per_epoch)
+    fmt = memory_format(device, spec.amp)
+    stream = _batch_stream(
+        _Batches(data, spec, head_sizes, perm, epoch),
+        first,
+        spec.workers,
+        pin=device.type == "cuda",
+    )
     for b in progress(batches, desc=f"epoch {epoch + 1}/{spec.epochs}", total=len(batches)):
+        x, y = next(stream)
         lr = lr_at(global_step, steps_per_epoch, spec)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = perm[b * spec.batch_size : (b + 1) * spec.batch_size]
-        gen = torch.Generator().manual_seed(derive_seed(spec.seed, _AUGMENT, epoch, b))
-        x, y = _make_batch(data, idx, spec, head_sizes, gen)
-        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+        x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
         y = {h: t.to(device, non_blocking=True) for h, t in y.items()}
         torch.manual_seed(derive_seed(spec.seed, _DROPOUT, epoch, b))  # dropout
-        logits = split_heads(model(x), model.heads)
-        with torch.no_grad():
-            t_logits = {h: split_heads(t(x), t.heads)[h] for h, t in teachers.items()}
-            if fusion is not None:  # row 1's two-stage teacher: P10 · P3[:, map]
-                z3 = split_heads(fusion(x), fusion.heads)["super"]
-                t_logits["scene"] = two_stage_logits(t_logits["scene"], z3)
+        with _autocast(device, spec.amp):
+            logits = split_heads(model(x), model.heads)
+            with torch.no_grad():
+                t_logits = {h: split_heads(t(x), t.heads)[h] for h, t in teachers.items()}
+                if fusion is not None:  # row 1's two-stage teacher: P10 · P3[:, map]
+                    z3 = split_heads(fusion(x), fusion.heads)["super"]
+                    t_logits["scene"] = two_stage_logits(t_logits["scene"], z3)
+        logits = {h: z.float() for h, z in logits.items()}  # losses in float32
+        t_logits = {h: z.float() for h, z in t_logits.items()}
         losses = _head_losses(spec, logits, y, t_logits)
         loss = sum(weights[h] * losses[h] for h in spec.heads)
         if not torch.isfinite(loss):
@@ -829,9 +940,15 @@ def _train_epoch(
                 f"(lr {lr:.3g}): lower lr_max or check the features for NaN/inf"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        _mask_grads(model, mask)
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            _mask_grads(model, mask)
+            scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        else:
+            loss.backward()
+            _mask_grads(model, mask)
+            optimizer.step()
         apply_masks(model, mask, optimizer)
         global_step += 1
         failpoint("train.step")
