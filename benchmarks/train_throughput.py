@@ -1,7 +1,7 @@
 """Benchmark: training and inference throughput of the paper's models at 10 s input.
 
     .venv/bin/python benchmarks/train_throughput.py [--device cpu|cuda] [--amp off]
-        [--models sic:1.0,lic:1.0,fcnn:1.0,resnet:1.0,baseline:1.0] [--rounds 3]
+        [--models sic:1.0,lic:1.0,fcnn:1.0,resnet:1.0,repmobile:1.0,baseline:1.0] [--rounds 3]
         [--steps 2] [--batch-size 16] [--threads 2] [--out PATH]
 
 What is timed: one SGD step (forward, loss, backward, update) on a batch of the
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS = "sic:1.0,lic:1.0,fcnn:1.0,resnet:1.0,baseline:1.0"
+DEFAULT_MODELS = "sic:1.0,lic:1.0,fcnn:1.0,resnet:1.0,repmobile:1.0,baseline:1.0"
 LMFB_TRAIN, LMFB_CLIP = (3, 128, 400), (3, 128, 423)
 BASELINE_INPUT = (1, 40, 500)
 

@@ -108,7 +108,7 @@ def test_the_readme_changes_between_its_markers_only(tmp_path):
     assert readme.read_text() == f"# Title\n\nintro\n\n{section}\n## After\n"
     assert update_readme(readme, section) is False  # already current
     readme.write_text("# no markers\n")
-    with pytest.raises(InputError, match="no results markers"):
+    with pytest.raises(InputError, match="no generated-section markers"):
         update_readme(readme, section)
 
 
@@ -117,11 +117,12 @@ def test_the_verb_updates_and_checks(tmp_path, capsys):
     snap, readme = tmp_path / "snap", tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\n{END}\n")
     args = ["readme", "--snapshot", str(snap), "--readme", str(readme)]
+    args += ["--benchmarks", str(tmp_path / "no-benchmarks")]
     assert main([*args, "--results", str(results)]) == 0
     assert main([*args, "--check"]) == 0
     (snap / "table1.md").write_text("| idx | acc |\n| 3 | 99.9 |\n")  # results moved on
     assert main([*args, "--check"]) == 1
-    assert "does not hold the section generated from" in capsys.readouterr().err
+    assert "does not hold the section results:begin" in capsys.readouterr().err
 
 
 def test_the_committed_readme_is_generated_from_the_committed_results():

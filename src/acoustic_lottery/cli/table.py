@@ -93,24 +93,31 @@ def _onnx_table(args: argparse.Namespace) -> int:
 
 
 def _readme(args: argparse.Namespace) -> int:
-    from acoustic_lottery.reporting.readme import render, snapshot, update_readme
+    from acoustic_lottery.reporting.readme import BEGIN, END, render, snapshot, update_readme
+    from acoustic_lottery.reporting.scale_report import SCALE_BEGIN, SCALE_END, render_scale
 
     if args.results is not None:
         copied = snapshot(args.results, args.snapshot)
         print(f"readme: {len(copied)} summaries and figures {args.results} -> {args.snapshot}")
-    section = render(args.snapshot, figures_prefix=args.snapshot.as_posix())
+    sections = [(render(args.snapshot, figures_prefix=args.snapshot.as_posix()), BEGIN, END)]
+    scale, thr = args.benchmarks / "scale.json", args.benchmarks / "train_throughput_cpu.json"
+    if scale.exists() and thr.exists():
+        sections.append((render_scale(scale, thr), SCALE_BEGIN, SCALE_END))
     if args.check:
         text = args.readme.read_text(encoding="utf-8")
-        if section not in text:
-            print(
-                f"readme: {args.readme} does not hold the section generated from "
-                f"{args.snapshot}; run `make readme`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"readme: {args.readme} matches {args.snapshot}")
+        for section, begin, _ in sections:
+            if section not in text:
+                print(
+                    f"readme: {args.readme} does not hold the section {begin.split()[1]} "
+                    f"generated from {args.snapshot} / {args.benchmarks}; run `make readme`",
+                    file=sys.stderr,
+                )
+                return 1
+        print(f"readme: {args.readme} matches {args.snapshot} and {args.benchmarks}")
         return 0
-    changed = update_readme(args.readme, section)
+    changed = False
+    for section, begin, end in sections:
+        changed |= update_readme(args.readme, section, begin=begin, end=end)
     print(f"readme: {args.readme} {'updated' if changed else 'unchanged'}")
     return 0
 
@@ -200,7 +207,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the README's results section, generated from a run's summaries",
         description="Copy the summaries of --results (Table 1, comparisons, probe, "
         "devices, ONNX, the 2024 study, figures, wall times) into --snapshot, then "
-        "rewrite the README between its results markers from the snapshot alone. "
+        "rewrite the README between its results markers from the snapshot alone, and "
+        "between its scale markers from the --benchmarks results. "
         "--check only compares (exit 1 if the README differs).",
     )
     r.add_argument(
@@ -208,5 +216,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--snapshot", type=Path, default=Path("docs/results"))
     r.add_argument("--readme", type=Path, default=Path("README.md"))
+    r.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="scale.json and train_throughput_cpu.json here fill the README's scale section",
+    )
     r.add_argument("--check", action="store_true", help="compare, write nothing")
     r.set_defaults(func=_readme)

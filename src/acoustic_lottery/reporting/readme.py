@@ -207,20 +207,22 @@ def render(folder: str | os.PathLike[str], figures_prefix: str = "docs/results")
     return "\n".join(out) + "\n"
 
 
-def update_readme(readme: str | os.PathLike[str], section: str) -> bool:
+def update_readme(
+    readme: str | os.PathLike[str], section: str, *, begin: str = BEGIN, end: str = END
+) -> bool:
     """Replace the text between the markers (inclusive) by `section`; True if it changed."""
     path = Path(readme)
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
         raise InputError(
-            f"{path}: no results markers; put the two lines\n{BEGIN}\n{END}\nwhere the "
-            "generated results belong"
+            f"{path}: no generated-section markers; put the two lines\n{begin}\n{end}\n"
+            "where the generated text belongs"
         )
-    end += len(END)
-    if text[end : end + 1] == "\n":
-        end += 1
-    new = text[:start] + section + text[end:]
+    stop += len(end)
+    if text[stop : stop + 1] == "\n":
+        stop += 1
+    new = text[:start] + section + text[stop:]
     if new == text:
         return False
     with atomic_path(path) as tmp:
