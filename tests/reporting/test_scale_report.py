@@ -47,7 +47,7 @@ def fake_benchmarks(root: Path, *, projected: bool = True) -> Path:
     }
     rate = {"median": 5.0, "best": 6.0, "worst": 4.0}
     thr = {
-        "settings": {"device": "cpu", "threads": 2, "rounds": 3},
+        "settings": {"device": "cpu", "threads": 2, "rounds": 3, "batch_size": 16},
         "models": {
             "sic:1.0": {"train_clips_per_s": rate, "infer_clips_per_s": rate, "peak_rss_mb": 800}
         },
@@ -65,6 +65,7 @@ def test_the_section_shows_measured_figures_and_the_projection(tmp_path: Path) -
     assert "median 0.97x (best 1.01, worst 0.93)" in text
     assert "about **3.1 h** of compute" in text and "61 GB of feature files" in text
     assert "| sic:1.0 | 5.00 (4.00–6.00) |" in text
+    assert "peak at 2.0 GB at either size" in text and "(sic:1.0) at 0.8 GB with batch 16" in text
 
 
 def test_a_skipped_projection_says_so(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def render_scale(
         "",
     ]
     proj = _get(scale, "projection_tau2020", scale_path)
+    big = max(thr["models"], key=lambda m: thr["models"][m]["peak_rss_mb"])
     if "skipped" in proj:
         out += [f"Projection not computed: {proj['skipped']}", ""]
     else:
@@ -96,8 +97,11 @@ def render_scale(
             f"{_hours(train_s)} (lottery rounds {_hours(sec.get('lottery-round', 0.0))}), "
             f"features {_hours(sec.get('features', 0.0))}, augmented copies "
             f"{_hours(sec.get('augment', 0.0))}, prediction {_hours(sec.get('predict', 0.0))}; "
-            f"{proj['feature_disk_gb']:.0f} GB of feature files; peak memory of a job about "
-            f"{proj['peak_memory_mb'] / 1024:.1f} GB, whatever the number of clips.",
+            f"{proj['feature_disk_gb']:.0f} GB of feature files. Memory does not grow with "
+            f"the number of clips: the steps above peak at "
+            f"{proj['peak_memory_mb'] / 1024:.1f} GB at either size, and the largest "
+            f"training step below ({big}) at {thr['models'][big]['peak_rss_mb'] / 1024:.1f} "
+            f"GB with batch {thr['settings']['batch_size']}.",
             "",
         ]
         if proj.get("unpriced"):
