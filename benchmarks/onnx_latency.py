@@ -14,9 +14,10 @@ Latency: batch 1, input 3 x 128 x 423 (one 10 s clip), onnxruntime CPU provider 
 intra_op_num_threads=1, inter_op_num_threads=1, sequential execution, ORT_ENABLE_ALL,
 and the process pinned to one core. After a warm-up, rounds alternate float and int8
 (`per-round` calls each) so that drifting machine load hits both alike. Reported per
-model: median / p10 / p90 / min wall time per call and the median process CPU time per
-call (the CPU time is what the call itself cost and barely moves when other processes
-share the core; the wall time is what a user waits). Speed-up = float / int8.
+model: the median wall time per call (the headline) with the best (min) and the worst
+(max) beside it, p10 / p90, and the median process CPU time per call with its best and
+worst (the CPU time is what the call itself cost and barely moves when other processes
+share the core; the wall time is what a user waits). Speed-up = float / int8 medians.
 
 Variants (unless --no-variants) record what was tried to make int8 fast: int8
 activations (asymmetric and symmetric), per-tensor weights, no pre-processing, lower
@@ -158,7 +159,10 @@ def time_calls(
             "p10_ms": float(np.percentile(w, 10)),
             "p90_ms": float(np.percentile(w, 90)),
             "min_ms": float(w.min()),
+            "max_ms": float(w.max()),
             "cpu_median_ms": float(np.median(cpu[name])),
+            "cpu_min_ms": float(np.min(cpu[name])),
+            "cpu_max_ms": float(np.max(cpu[name])),
             "calls": int(w.size),
         }
     return out
@@ -385,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {
             a["arch"]: {
                 "float_ms": a["float"]["median_ms"],
+                "float_ms_best": a["float"]["min_ms"],
+                "float_ms_worst": a["float"]["max_ms"],
                 "int8_ms": a["int8"]["median_ms"],
+                "int8_ms_best": a["int8"]["min_ms"],
+                "int8_ms_worst": a["int8"]["max_ms"],
                 "float_cpu_ms": a["float"]["cpu_median_ms"],
                 "int8_cpu_ms": a["int8"]["cpu_median_ms"],
                 "speedup_wall": a["speedup_wall"],

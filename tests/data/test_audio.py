@@ -162,3 +162,41 @@ def test_complete_wavs_of_every_kind_still_load(tmp_path: Path) -> None:
         back = load_audio(path, SR)
         assert back.shape == (999,), path.name
         np.testing.assert_allclose(back, y, atol=tolerance.get(path.name, 2.0**-23))
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "WAVEX"])
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_integer_pcm_wav_is_read_bit_for_bit_as_libsndfile(
+    tmp_path: Path, fmt: str, subtype: str, channels: int
+) -> None:
+    y = np.random.default_rng(4).uniform(-1.0, 1.0, (999, channels))
+    y[0], y[-1] = -1.0, 1.0
+    path = tmp_path / "x.wav"
+    sf.write(path, y, SR, format=fmt, subtype=subtype)
+    ref, rate = sf.read(path, dtype="float32", always_2d=True)
+    got = audio._read_pcm_wav(path)
+    assert got is not None and got[1] == rate
+    assert got[0].dtype == np.float32 and got[0].shape == ref.shape
+    assert np.array_equal(got[0], ref)
+    expected = ref.mean(axis=1, dtype=np.float64) if channels > 1 else ref[:, 0]
+    assert np.array_equal(load_audio(path, SR), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "endian"),
+    [
+        ("WAV", "FLOAT", "FILE"),
+        ("WAV", "PCM_U8", "FILE"),
+        ("RF64", "PCM_24", "FILE"),
+        ("WAV", "PCM_16", "BIG"),
+        ("FLAC", "PCM_16", "FILE"),
+    ],
+)
+def test_other_layouts_are_left_to_libsndfile(
+    tmp_path: Path, fmt: str, subtype: str, endian: str
+) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros(100), SR, format=fmt, subtype=subtype, endian=endian)
+    assert audio._read_pcm_wav(path) is None
+    assert load_audio(path, SR).shape == (100,)

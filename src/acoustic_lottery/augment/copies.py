@@ -5,7 +5,7 @@ augmentation — pitch shift, speed change, random noise, mix audios — and a c
 device-a clips with spectrum correction; the teachers of rows 1-2 also had reverberation
 (§3.3), one more full copy. Each copy is written by the same streaming
 extractor as the original features, with the augmentation plugged in as a
-`wave_transform` (run in the decoding workers, seeded per clip) or as an `stft_gain`,
+`wave_transform` (run in the extraction workers, seeded per clip) or as an `stft_gain`,
 so a copy differs from `orig.h5` only by the augmentation.
 """
 

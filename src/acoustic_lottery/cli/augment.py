@@ -199,6 +199,10 @@ def register(subparsers: Any) -> None:
     )
     a.add_argument("--missing", choices=("error", "skip"), default="error")
     a.add_argument("--batch-size", type=int, default=16)
-    a.add_argument("--workers", type=int, default=2, help="audio decoding processes")
-    a.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
+    a.add_argument(
+        "--workers", type=int, default=2, help="processes decoding audio and computing features"
+    )
+    a.add_argument(
+        "--threads", type=int, default=None, help="torch threads with --workers 0 (workers: 1)"
+    )
     a.set_defaults(func=run_augment)

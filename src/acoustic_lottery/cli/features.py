@@ -86,8 +86,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--missing", choices=("error", "skip"), default="error")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2, help="audio decoding processes")
-    p.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
+    p.add_argument(
+        "--workers", type=int, default=2, help="processes decoding audio and computing features"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads with --workers 0 (workers: 1)"
+    )
     p.add_argument(
         "--precision",
         choices=("float32", "float64"),

@@ -214,10 +214,7 @@ class MelSpectrogram:
             mel = torch.sparse.mm(basis, mag.reshape(b * t, f).T)  # (n_mels, B * frames)
         return mel.view(-1, b, t).permute(1, 0, 2).contiguous()
 
-    def __call__(
-        self, wave: torch.Tensor, stft_gain: np.ndarray | torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(B, samples) -> (B, n_mels, frames) mel spectrogram."""
+    def _check_wave(self, wave: torch.Tensor) -> None:
         if wave.ndim != 2:
             raise ValueError(f"expected a (batch, samples) tensor, found shape {tuple(wave.shape)}")
         if wave.shape[1] <= self.n_fft // 2:
@@ -225,7 +222,10 @@ class MelSpectrogram:
                 f"audio of {wave.shape[1]} samples is too short for reflect padding with "
                 f"n_fft={self.n_fft} (need more than {self.n_fft // 2})"
             )
-        values = self._gain_values(stft_gain)
+
+    def spectrum(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> complex STFT (B, frames, bins), centred with reflect padding."""
+        self._check_wave(wave)
         spec = torch.stft(
             wave.to(self.dtype),
             n_fft=self.n_fft,
@@ -241,7 +241,10 @@ class MelSpectrogram:
         # torch.stft hands back a transposed view of a (B, frames, bins) buffer; element-wise
         # work on that view is 2-3x slower than on the buffer itself, so work frames-major
         # and transpose the small mel result instead.
-        spec = spec.transpose(1, 2)
+        return spec.transpose(1, 2)
+
+    def power_spectrum(self, spec: torch.Tensor) -> torch.Tensor:
+        """|X|^power of a (B, frames, bins) complex spectrum, real (B, frames, bins)."""
         ri = torch.view_as_real(spec)
         mag = ri[..., 0].square()
         mag.addcmul_(ri[..., 1], ri[..., 1])  # |X|^2 without complex abs (3-10x slower)
@@ -249,7 +252,21 @@ class MelSpectrogram:
             mag.sqrt_()
         elif self.power != 2.0:
             mag.pow_(self.power / 2.0)
-        return self._project(mag, values)
+        return mag
+
+    def project(
+        self, mag: torch.Tensor, stft_gain: np.ndarray | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, frames, bins) power spectrum -> (B, n_mels, frames) on the filter bank."""
+        return self._project(mag, self._gain_values(stft_gain))
+
+    def __call__(
+        self, wave: torch.Tensor, stft_gain: np.ndarray | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, samples) -> (B, n_mels, frames) mel spectrogram."""
+        self._check_wave(wave)
+        values = self._gain_values(stft_gain)  # a bad gain fails before the STFT is run
+        return self._project(self.power_spectrum(self.spectrum(wave)), values)
 
 
 def minmax_torch(x: torch.Tensor) -> torch.Tensor:
