@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: the tiny DAG trained on CUDA, then the training-throughput benchmark.
 #
-#   benchmarks/gpu_check.sh                 # on a GPU machine, as is (about 5 minutes)
+#   benchmarks/gpu_check.sh                 # on a GPU machine, as is (meant to take < 5 min; unmeasured)
 #   benchmarks/gpu_check.sh --device cpu    # the dry check the test suite runs: the same
 #                                           # steps on the CPU, a small target, no CUDA part
 # Options: --device cuda|cpu (default cuda), --out DIR (default benchmarks/results/gpu_check),
