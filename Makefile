@@ -89,8 +89,11 @@ efficiency: $(STAMP)
 	$(call RECORD_TIME,make efficiency,efficiency,$$start,$$jobs)
 	@cat results/$(DATASET)/efficiency.md
 
+# One pytest worker per core (pytest-xdist), a whole test file per worker at a time
+# (module fixtures are built once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -102,7 +105,7 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES)
 
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --report report.html
+	$(BIN)/snakemake --cores $(CORES) --report report.html paper
 
 # DVC storage (docs/reproduce.md). DVC restores file contents but not modification
 # times, and a fresh clone has no Snakemake metadata: after `dvc pull`, touching every

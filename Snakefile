@@ -3,13 +3,30 @@
 
 from pathlib import Path
 
+from acoustic_lottery.conda_envs import export_checkout
 from acoustic_lottery.configuration import validate_config
+from acoustic_lottery.experiment_params import apply_params, load_params
 from acoustic_lottery.planned_size import check_row_budgets
+from snakemake.utils import min_version
+
+# The pinned release (requirements.txt); older ones lack features the rules use.
+min_version("9.27")
 
 
 configfile: "config.yaml"
 
 
+# The checkout that envs/*.post-deploy.sh installs into a conda environment: the script
+# runs from a copy under .snakemake/conda/, so it cannot find the project by itself.
+export_checkout(workflow.basedir)
+
+
+# params.yaml: the knobs `dvc exp run -S` edits (null: as config.yaml), under --config.
+config.update(
+    apply_params(
+        config, load_params(), overrides=workflow.config_settings.overwrite_config
+    )
+)
 config.update(
     validate_config(
         config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -41,6 +58,10 @@ PAPER = [
     f"{RESULTS}/comparisons.md",
     *all_figures(),
     *ONNX_TABLE,
+    # the tables as the HTML pages that `make report` shows
+    f"{RESULTS}/html/table1.html",
+    f"{RESULTS}/html/comparisons.html",
+    *([f"{RESULTS}/html/onnx.html"] if ONNX_TABLE else []),
     # the embedded set's difficulty (on TAU it would read every feature file whole)
     *([f"{RESULTS}/probe.md"] if SYNTHETIC else []),
 ]

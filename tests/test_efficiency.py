@@ -488,7 +488,7 @@ def test_table_refuses_systems_on_different_subsets(tmp_path):
 def _workflow_copy(tmp_path: Path) -> Path:
     """The repo's workflow, with the study's include and schema block added if missing."""
     wf = tmp_path / "wf"
-    wf.mkdir()
+    wf.mkdir(parents=True)
     shutil.copy(ROOT / "Snakefile", wf / "Snakefile")
     shutil.copytree(ROOT / "workflow", wf / "workflow")
     shutil.copytree(ROOT / "envs", wf / "envs")
@@ -517,11 +517,15 @@ data_efficiency:
 """
 
 
-def _dry_run(tmp_path: Path, study: str) -> subprocess.CompletedProcess:
+def _dry_run(
+    tmp_path: Path, study: str, target: str = "data_efficiency", params: str | None = None
+) -> subprocess.CompletedProcess:
     wf = _workflow_copy(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     (work / "config.yaml").write_text(TINY.read_text() + study)
+    if params is not None:
+        (work / "params.yaml").write_text(params)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     cmd = [
         str(BIN / "snakemake"),
@@ -532,7 +536,7 @@ def _dry_run(tmp_path: Path, study: str) -> subprocess.CompletedProcess:
         "-n",
         "--cores",
         "1",
-        "data_efficiency",
+        target,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
@@ -565,6 +569,20 @@ def test_dry_run_stops_a_study_over_the_limits(tmp_path):
     proc = _dry_run(tmp_path, STUDY_BLOCK.replace("plain: {}", "plain: {width: 1.5}"))
     assert proc.returncode != 0
     assert "data_efficiency.systems.plain (planned" in proc.stdout + proc.stderr
+
+
+def test_a_value_only_the_study_rejects_stops_only_the_study(tmp_path):
+    """Three epochs are too few for the study's progressive schedule, but fine for a
+    Table 1 row: the study's check runs when (and only when) a study job is in the DAG,
+    here set the way `dvc exp run -S training.epochs=3` sets it (params.yaml)."""
+    params = "training:\n  epochs: 3\n"
+    block = STUDY_BLOCK.replace("steps: 1", "steps: 3")
+    row = _dry_run(tmp_path / "row", block, "results/tiny/table1/row3.json", params)
+    assert row.returncode == 0, row.stderr[-3000:]
+    study = _dry_run(tmp_path / "study", block, "data_efficiency", params)
+    assert study.returncode != 0
+    assert "kd_pruned.progressive: progressive pruning" in study.stdout + study.stderr
+    assert "(epochs=3)" in study.stdout + study.stderr
 
 
 def test_study_paths_lay_out_the_jobs_files():

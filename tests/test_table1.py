@@ -155,3 +155,28 @@ def test_a_variant_row_follows_its_report_row_without_paper_figures(files, tmp_p
     assert list(frame["idx"]) == ["5", "5m", "6"]
     assert frame["paper_acc"].isna().tolist() == [False, True, False]
     assert frame.loc[0, "paper_acc"] == 68.2
+
+
+def test_the_summary_is_the_rows_few_headline_figures(files, tmp_path):
+    """The DVC metrics file: flat, rounded, the intervals as _lo/_hi (fits a screen)."""
+    pred, size = files
+    row = write_row(
+        spec(),
+        [pred],
+        [size],
+        tmp_path / "row3.json",
+        tmp_path / "row3.h5",
+        {"n_boot": 200, "seed": 1},
+        out_summary=tmp_path / "summary/row3.json",
+    )
+    summary = read_json(tmp_path / "summary/row3.json")
+    o = row["ours"]
+    assert set(summary) == {
+        "acc", "acc_lo", "acc_hi", "log_loss", "log_loss_lo", "log_loss_hi",
+        "unseen_acc", "unseen_acc_lo", "unseen_acc_hi", "size_kb", "macs_M",
+    }  # fmt: skip
+    assert summary["acc"] == round(o["accuracy"], 2)
+    assert [summary["acc_lo"], summary["acc_hi"]] == [round(v, 2) for v in o["accuracy_ci"]]
+    assert summary["log_loss_hi"] == round(o["log_loss_ci"][1], 4)
+    assert summary["macs_M"] == 5.0 and summary["size_kb"] == round(o["size_kb"], 1)
+    assert all(isinstance(v, float) for v in summary.values())

@@ -291,6 +291,28 @@ def write_table(row_files: list[Path], out_md: Path, out_csv: Path) -> pd.DataFr
     return frame
 
 
+def row_summary(row: dict) -> dict[str, float]:
+    """The few figures of a row that `dvc metrics show` / `dvc exp show` display: flat
+    keys, rounded as Table 1 prints them, intervals as _lo/_hi when the row has them (the
+    full row JSON holds ~110 values, thousands of columns across a table)."""
+    o = row["ours"]
+    out: dict[str, float] = {"acc": round(float(o["accuracy"]), 2)}
+    for name, key, digits in (
+        ("acc", "accuracy_ci", 2),
+        ("log_loss", "log_loss_ci", 4),
+        ("unseen_acc", "unseen_accuracy_ci", 2),
+    ):
+        if name != "acc":
+            out[name] = round(float(o[key.removesuffix("_ci")]), digits)
+        ci = o.get(key)
+        if ci is not None:
+            out[f"{name}_lo"], out[f"{name}_hi"] = (round(float(v), digits) for v in ci)
+    out["size_kb"] = round(float(o["size_kb"]), 1)
+    if o.get("macs") is not None:
+        out["macs_M"] = round(float(o["macs"]) / 1e6, 1)
+    return out
+
+
 def write_row(
     spec: dict,
     prediction_files: list[Path],
@@ -298,7 +320,11 @@ def write_row(
     out: Path,
     out_predictions: Path | None = None,
     statistics: dict | None = None,
+    out_summary: Path | None = None,
 ) -> dict:
+    """Build a row; write it (and its `row_summary` when `out_summary` is given)."""
     row = build_row(spec, prediction_files, size_files, out_predictions, statistics)
     write_json(out, row)
+    if out_summary is not None:
+        write_json(out_summary, row_summary(row))
     return row

@@ -91,3 +91,14 @@ def test_bad_predictions_are_input_errors() -> None:
     pred.probs[4, 0] = np.nan
     with pytest.raises(InputError, match="row 4 has a non-finite"):
         evaluate_predictions(pred)
+
+
+def test_log_loss_equals_scikit_learns_on_normalised_probabilities() -> None:
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(10), size=200)
+    label = rng.integers(0, 10, size=200)
+    assert log_loss(probs, label) == pytest.approx(
+        sk_log_loss(label, probs, labels=np.arange(10)), rel=1e-12
+    )

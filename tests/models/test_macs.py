@@ -64,3 +64,23 @@ def test_bad_shape() -> None:
         count_macs(nn.Linear(2, 2), (0, 2))
     with pytest.raises(InputError, match="input shape"):
         count_macs(nn.Linear(2, 2), (2,))
+
+
+@pytest.mark.parametrize("arch", ["baseline", "sic", "lic", "fcnn", "resnet", "repmobile"])
+def test_every_architecture_agrees_with_torchs_flop_counter(arch: str) -> None:
+    """Cross-check with the stack's own counter: torch.utils.flop_counter counts 2 FLOPs
+    per multiply-accumulate of convolutions and matrix products (and nothing for BN), so
+    its total is exactly twice ours on every model the pipeline builds."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    width = {"fcnn": 0.25, "resnet": 0.25}.get(arch, 1.0)
+    kwargs = {"width": width} if width != 1.0 else {}
+    model = build_model(arch, **kwargs).eval()
+    channels = 1 if arch == "baseline" else 3
+    shape = (channels, 40 if arch == "baseline" else 128, 48)
+    ours = count_macs(model, shape)["macs"]
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *shape))
+    assert counter.get_total_flops() == 2 * ours

@@ -480,3 +480,36 @@ def test_cli_verbs(
     assert cli.main(["device-bars", "--metrics", str(m), "--out", str(tmp_path / "x.png")]) == 2
     assert "NAME=PATH" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_figure3_panels_say_where_each_layer_sits(checkpoints: dict) -> None:
+    result = figure3(checkpoints["dense"], checkpoints["pruned"], checkpoints["dir"] / "f.png")
+    titles = {r["name"]: r["title"] for r in result["layers"]}
+    assert titles["trunk.0.1"] == "layer 1"
+    assert titles["trunk.2.branch3.0.1"] == "Inception block 1 › 3×3 branch › layer 1"
+    assert titles["trunk.4.branch_pool.1.1"] == "Inception block 2 › pool branch › layer 2"
+    assert titles["head.scene.conv"] == "head › scene"
+    assert not any(t[0].isdigit() or "trunk" in t for t in titles.values())
+
+
+@pytest.mark.parametrize(
+    "suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")]
+)
+def test_figures_are_written_in_the_format_their_extension_names(
+    checkpoints: dict, suffix: str, magic: bytes
+) -> None:
+    out = checkpoints["dir"] / f"figure3{suffix}"
+    figure3(checkpoints["dense"], checkpoints["pruned"], out)
+    first = out.read_bytes()
+    assert first.startswith(magic)
+    figure3(checkpoints["dense"], checkpoints["pruned"], out)  # no date in PDF or SVG
+    assert out.read_bytes() == first
+
+
+def test_an_unknown_figure_extension_is_an_error_before_anything_is_written(
+    checkpoints: dict,
+) -> None:
+    out = checkpoints["dir"] / "figure3.jpeg"
+    with pytest.raises(InputError, match=r"figure3\.jpeg: a figure is written as .png, .pdf"):
+        figure3(checkpoints["dense"], checkpoints["pruned"], out)
+    assert not out.exists()

@@ -2,7 +2,7 @@
 
 import re
 
-from acoustic_lottery import comparisons, pipeline
+from acoustic_lottery import comparisons, efficiency, pipeline
 from acoustic_lottery.data.synthetic import check_generator_owns
 
 DS = config["dataset"]["name"]
@@ -38,6 +38,7 @@ wildcard_constraints:
     dense=_alternatives(DENSE),
     chain=_alternatives(CHAINS),
     prog=_alternatives(PROGRESSIVE),
+    page="table1|comparisons|onnx",
     t="[1-9][0-9]*",
     split="train|evaluate|test",
     kind="pitch|speed|noise|mix|speccorr|reverb",
@@ -65,6 +66,20 @@ def dataset_input(wildcards):
 
 def dataset_input_train(wildcards):
     return dataset_path("train")
+
+
+_EFF_CHECKED = []
+
+
+def study_input_train(wildcards):
+    """The train split, once the study's planned complexity and pruning schedules are
+    checked: every study job depends on the subsets, so this runs while the DAG is
+    built (before any job) exactly when a study job is in it. A setting that only
+    the study rejects (e.g. `training.epochs` too short for its schedule) then stops
+    `snakemake data_efficiency`, never a run of Table 1 rows."""
+    if not _EFF_CHECKED:
+        _EFF_CHECKED.append(efficiency.check_study(config))
+    return dataset_input_train(wildcards)
 
 
 def model_features(name):
@@ -244,6 +259,14 @@ def figure2_targets():
     if FIGURES["figure2_seeds"]:
         out.append(f"{FIG}/figure2_seeds.png")
     return out
+
+
+#: The result tables the report shows as HTML pages (rule html_page), with their titles.
+HTML_PAGES = {
+    "table1": f"Table 1 on {DS}",
+    "comparisons": f"Paired comparisons of the report's claims on {DS}",
+    "onnx": f"ONNX int8 check on {DS}",
+}
 
 
 def all_figures():

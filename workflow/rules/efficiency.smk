@@ -13,8 +13,6 @@ EFF = EFFICIENCY.runs
 SUBSETS = EFFICIENCY.subsets
 
 if efficiency.has_study(config):
-    # Planned complexity of every system and the pruning schedules, before any job runs.
-    EFF_PLANNED = efficiency.check_study(config)
     EFF_STUDY = efficiency.study_config(config)
     EFF_FRACTIONS = efficiency.fraction_keys(config)
     EFF_P = "|".join(re.escape(p) for p in EFF_FRACTIONS)
@@ -23,7 +21,7 @@ if efficiency.has_study(config):
 
     rule efficiency_subsets:
         input:
-            dataset_input_train,
+            study_input_train,
         output:
             splits=expand(f"{SUBSETS}/split{{p}}.csv", p=EFF_FRACTIONS),
             summary=f"{SUBSETS}/summary.json",

@@ -79,11 +79,7 @@ rule onnx_table:
         compare=expand(f"{RESULTS}/onnx/{{model}}/compare.json", model=ONNX_MODELS),
         quantize=expand(f"{RESULTS}/onnx/{{model}}/quantize.json", model=ONNX_MODELS),
     output:
-        report(
-            f"{RESULTS}/onnx.md",
-            caption="../report/onnx.rst",
-            category="Quantization",
-        ),
+        f"{RESULTS}/onnx.md",
     log:
         f"{LOGS}/onnx/table.log",
     benchmark:

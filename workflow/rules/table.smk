@@ -9,6 +9,7 @@ rule row:
     output:
         row=f"{RESULTS}/table1/{{row}}.json",
         predictions=f"{RESULTS}/predictions/table1/{{row}}.h5",
+        summary=f"{RESULTS}/table1/summary/{{row}}.json",
     log:
         f"{LOGS}/table1/{{row}}.log",
     benchmark:
@@ -26,7 +27,7 @@ rule row:
         " --predictions {input.predictions:q}"
         " --sizes {input.sizes:q} --out {output.row:q}"
         " --out-predictions {output.predictions:q}"
-        " --statistics {params.statistics:q} > {log:q} 2>&1"
+        " --out-summary {output.summary:q} --statistics {params.statistics:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -80,3 +81,31 @@ rule comparisons:
         " --predictions {input:q} --statistics {params.statistics:q}"
         " --out-md {output.md:q} --out-csv {output.csv:q}"
         " --out-json {output.json:q} > {log:q} 2>&1"
+
+
+# The result tables as HTML pages: Snakemake's report shows HTML inline (markdown and
+# CSV only as downloads), so these are what a reader of report.html sees.
+rule html_page:
+    input:
+        f"{RESULTS}/{{page}}.md",
+    output:
+        report(
+            f"{RESULTS}/html/{{page}}.html",
+            caption="../report/html_page.rst",
+            category="Tables",
+            labels={"table": "{page}"},
+        ),
+    log:
+        f"{LOGS}/html/{{page}}.log",
+    benchmark:
+        f"{BENCH}/html/{{page}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        title=lambda w: HTML_PAGES[w.page],
+    shell:
+        "acoustic-lottery html-page --markdown {input:q} --out {output:q}"
+        " --title {params.title:q} > {log:q} 2>&1"

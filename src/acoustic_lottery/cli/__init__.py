@@ -32,6 +32,7 @@ GROUPS: tuple[str, ...] = (
     "quantize",
     "efficiency",
     "probe",
+    "config",
 )
 
 #: The module that adds each verb. A job imports only its own verb's module: torch,
@@ -65,6 +66,7 @@ VERB_GROUPS: dict[str, str] = {
     "device-table": "table",
     "onnx-table": "table",
     "readme": "table",
+    "html-page": "table",
     "reparameterize": "repmobile",
     "subsets": "repmobile",
     "complexity": "repmobile",
@@ -74,6 +76,7 @@ VERB_GROUPS: dict[str, str] = {
     "efficiency-system": "efficiency",
     "efficiency-table": "efficiency",
     "probe": "probe",
+    "params-file": "config",
 }
 
 

@@ -1,7 +1,7 @@
-"""Verbs `row`, `table`, `comparisons`, `device-table`, `onnx-table` and `readme`: Table 1
-rows from prediction files, the whole table, the paired comparisons of the report's
-claims, the Markdown tables beside it, and the README's results section generated from
-them (none imports torch)."""
+"""Verbs `row`, `table`, `comparisons`, `device-table`, `onnx-table`, `readme` and
+`html-page`: Table 1 rows from prediction files, the whole table, the paired comparisons
+of the report's claims, the Markdown tables beside it, the README's results section
+generated from them, and any of them as an HTML page (none imports torch)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,15 @@ def _row(args: argparse.Namespace) -> int:
 
     spec = _json_arg(args.spec, "--spec")
     statistics = _json_arg(args.statistics, "--statistics") if args.statistics else None
-    row = write_row(spec, args.predictions, args.sizes, args.out, args.out_predictions, statistics)
+    row = write_row(
+        spec,
+        args.predictions,
+        args.sizes,
+        args.out,
+        args.out_predictions,
+        statistics,
+        out_summary=args.out_summary,
+    )
     o, p = row["ours"], row["paper"]
     acc_ci, ll_ci = o["accuracy_ci"], o["log_loss_ci"]
     print(
@@ -122,6 +130,14 @@ def _readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def _html_page(args: argparse.Namespace) -> int:
+    from acoustic_lottery.reporting.html_page import write_html_page
+
+    out = write_html_page(args.markdown, args.out, args.title)
+    print(f"html-page: {args.markdown} -> {out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("row", help="build one Table 1 row from member predictions and sizes")
     p.add_argument("--spec", required=True, help="row spec as JSON (from the workflow)")
@@ -141,6 +157,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--out-predictions", type=Path, help="write the fused predictions here")
+    p.add_argument(
+        "--out-summary",
+        type=Path,
+        help="also write the row's few headline figures (the DVC metrics file) here",
+    )
     p.add_argument(
         "--statistics",
         metavar="JSON",
@@ -224,3 +245,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--check", action="store_true", help="compare, write nothing")
     r.set_defaults(func=_readme)
+
+    h = sub.add_parser(
+        "html-page",
+        help="a Markdown result table as a standalone HTML page (for the Snakemake report)",
+    )
+    h.add_argument("--markdown", type=Path, required=True, metavar="T.md")
+    h.add_argument("--out", type=Path, required=True, metavar="T.html")
+    h.add_argument("--title", required=True)
+    h.set_defaults(func=_html_page)

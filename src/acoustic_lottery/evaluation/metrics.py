@@ -3,7 +3,9 @@
 Log loss follows the DCASE evaluation (multi-class log loss) on *renormalised*
 probabilities: each row is divided by its sum, then clipped to [1e-15, 1]. Why: the
 two-stage fusion P10·P3[map] does not sum to one, and D20 relied on sklearn's implicit
-handling; renormalising explicitly makes fused and plain systems comparable.
+handling; renormalising explicitly makes fused and plain systems comparable. On
+probabilities that already sum to one it equals scikit-learn's `log_loss`
+(tests/evaluation/test_metrics.py); the confusion matrix is scikit-learn's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 from acoustic_lottery import labels
 from acoustic_lottery.errors import InputError
@@ -103,8 +106,7 @@ def evaluate_predictions(
     per_device = {d: _group(p, correct, label, devices == d) for d in _device_order(devices)}
     unseen_mask = np.isin(devices, list(unseen_devices))
 
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (label, predicted), 1)
+    confusion = confusion_matrix(label, predicted, labels=np.arange(k))
 
     return {
         "task": pred.task,

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.models.bn_fold import fold_bn
 from acoustic_lottery.models.heads import ConvHead, HeadedModel, batch_norm, scale_width
 
 #: Arch names in the registry: the multi-branch training form and its folded twin.
@@ -84,16 +85,6 @@ class ConvBN(nn.Sequential):
         if self.subsample != (1, 1):
             x = x[:, :, :: self.subsample[0], :: self.subsample[1]]
         return self.bn(self.conv(x))
-
-
-def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conv kernel and BN (eval statistics) -> equivalent kernel and bias, in float64."""
-    var = bn.running_var.detach().double()
-    mean = bn.running_mean.detach().double()
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(var)
-    scale = gamma / torch.sqrt(var + bn.eps)
-    return kernel * scale.view(-1, 1, 1, 1), beta - mean * scale
 
 
 class RepConvBlock(nn.Module):
@@ -212,7 +203,7 @@ class RepConvBlock(nn.Module):
         kernel = torch.zeros(self.out_channels, per_group, k, k, dtype=torch.float64)
         bias = torch.zeros(self.out_channels, dtype=torch.float64)
         for branch, (kh, kw) in zip(self.branches, self.branch_kernels):
-            w, b = _fold_bn(branch.conv.weight.detach().double().cpu(), _cpu_bn(branch.bn))
+            w, b = fold_bn(branch.conv.weight.detach().double().cpu(), _cpu_bn(branch.bn))
             top, left = (k - kh) // 2, (k - kw) // 2
             kernel[:, :, top : top + kh, left : left + kw] += w
             bias += b
@@ -220,7 +211,7 @@ class RepConvBlock(nn.Module):
             eye = torch.zeros(self.out_channels, per_group, k, k, dtype=torch.float64)
             channels = torch.arange(self.out_channels)
             eye[channels, channels % per_group, k // 2, k // 2] = 1.0
-            w, b = _fold_bn(eye, _cpu_bn(self.identity))
+            w, b = fold_bn(eye, _cpu_bn(self.identity))
             kernel += w
             bias += b
         return kernel, bias

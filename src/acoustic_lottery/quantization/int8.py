@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from acoustic_lottery.errors import InputError
+from acoustic_lottery.models.bn_fold import fold_bn
 
 __all__ = [
     "ACTIVATION_MODES",
@@ -183,28 +184,16 @@ def apply_fold_structure(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.M
 def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]], dict[str, str]]:
     """An eval-mode copy of `model` with every foldable BN merged into its conv / linear.
 
-    Returns (folded model, pairs, search methods). The arithmetic is done in float64 and
-    stored in the weights' dtype; pruned zeros stay exactly zero (0·γ/σ = 0).
+    Returns (folded model, pairs, search methods). The arithmetic is `models.bn_fold`'s
+    (float64), stored in the weights' dtype; pruned zeros stay exactly zero.
     """
     model = copy.deepcopy(model).eval()
     pairs, methods = find_conv_bn_pairs(model)
     stats = {}
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
-        w = conv.weight.detach().double()
-        b = (
-            conv.bias.detach().double()
-            if conv.bias is not None
-            else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
-        )
-        mean, var = bn.running_mean.double(), bn.running_var.double()
-        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
-        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
-        inv = gamma / torch.sqrt(var + bn.eps)
-        stats[conv_name] = (
-            (w * inv.view(-1, *([1] * (w.dim() - 1)))).to(conv.weight.dtype),
-            ((b - mean) * inv + beta).to(conv.weight.dtype),
-        )
+        w, b = fold_bn(conv.weight, bn, conv.bias)
+        stats[conv_name] = (w.to(conv.weight.dtype), b.to(conv.weight.dtype))
     apply_fold_structure(model, pairs)
     for conv_name, (w, b) in stats.items():
         conv = model.get_submodule(conv_name)

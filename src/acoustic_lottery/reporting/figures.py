@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
@@ -39,6 +41,9 @@ __all__ = [
     "figure2",
     "figure3",
     "load_points",
+    "FIGURE_FORMATS",
+    "figure_format",
+    "layer_title",
     "save_figure",
     "select_layers",
     "validate_point",
@@ -105,11 +110,32 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out_png: str | os.PathLike[str]) -> Path:
-    """Write `fig` as PNG at `DPI` atomically, so a crash never leaves a truncated image."""
-    out = Path(out_png)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
+#: What a figure file may be, by its extension (matplotlib's backends for each).
+FIGURE_FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The format a figure path's extension names; anything else is an error, never PNG
+    bytes under a .pdf name."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise InputError(
+            f"{path}: a figure is written as {', '.join(FIGURE_FORMATS)} (by its extension), "
+            f"not {suffix or 'a name without an extension'!r}"
+        )
+    return FIGURE_FORMATS[suffix]
+
+
+def save_figure(fig: Figure, out: str | os.PathLike[str]) -> Path:
+    """Write `fig` in the format its extension names (PNG at `DPI`), atomically, so a
+    crash never leaves a truncated image. PDF and SVG carry no creation date and SVG no
+    random ids, so the same figure is the same bytes."""
+    out = Path(out)
+    fmt = figure_format(out)
+    metadata = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
+    # svg.hashsalt: SVG element ids are otherwise random per process
+    with atomic_path(out, suffix=out.suffix) as tmp, rc_context({"svg.hashsalt": "al"}):
+        fig.savefig(tmp, dpi=DPI, format=fmt, metadata=metadata)
     return out
 
 
@@ -543,8 +569,45 @@ def _model_title(meta: Mapping[str, Any]) -> tuple[str, str]:
     return ARCH_NAMES.get(arch, arch), _ARCH_SHORT.get(arch, arch)
 
 
-def _short_name(name: str) -> str:
-    return name.removeprefix("trunk.")
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_BRANCH_NAMES = {
+    "branch1": "1×1 branch",
+    "branch3": "3×3 branch",
+    "branch5": "5×5 branch",
+    "branch_pool": "pool branch",
+}
+
+
+def _humanize(class_name: str) -> str:
+    words = re.findall(r"[A-Z][a-z]+|[A-Z]+(?![a-z])|[a-z]+|\d+", class_name)
+    return " ".join([words[0], *(w.lower() for w in words[1:])]) if words else class_name
+
+
+def layer_title(model: nn.Module, name: str) -> str:
+    """Where a layer sits, in words (e.g. "Inception block 1 › 3×3 branch › layer 2"),
+    for a reader who does not know the module paths (`trunk.2.branch3.1.1`)."""
+    modules = dict(model.named_modules())
+    parts = name.split(".")
+    tokens: list[str] = []
+    for i, part in enumerate(parts[:-1]):  # the leaf itself is the panel's second line
+        path = ".".join(parts[: i + 1])
+        module, parent = modules[path], modules[".".join(parts[:i])] if i else model
+        if part in ("trunk", "branches"):  # "branches.0" reads "branch 1"
+            continue
+        if not part.isdigit():
+            tokens.append(_BRANCH_NAMES.get(part, part.replace("_", " ")))
+        elif not isinstance(module, (*_CONTAINERS, *_CONV_TYPES, *_BN_TYPES)) and (
+            type(module).__name__ not in ("ConvBNReLU", "ConvBN")
+        ):
+            same = [c for c in parent.children() if type(c) is type(module)]
+            tokens.append(f"{_humanize(type(module).__name__)} {same.index(module) + 1}")
+        elif isinstance(parent, nn.ModuleList):
+            tokens.append(f"branch {int(part) + 1}")
+        else:
+            tokens.append(f"layer {int(part) + 1}")
+    if not tokens and parts[-1].isdigit():  # a layer directly in the trunk
+        tokens.append(f"layer {int(parts[-1]) + 1}")
+    return " › ".join(tokens) or parts[-1]
 
 
 def figure3(
@@ -602,6 +665,7 @@ def figure3(
         rows.append(
             {
                 **layer,
+                "title": layer_title(dense_model, layer["name"]),
                 "xlim": (lo, hi),
                 "bin_edges": edges,
                 "dense_counts": {k: np.histogram(v, edges)[0] for k, v in d.items()},
@@ -669,7 +733,7 @@ def figure3(
             ax.set_ylim(0, max(top, 1) * 1.4)  # head room for the annotation box
             ax.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
             ax.set_title(
-                f"{_short_name(row['name'])}\n{row['label']}",
+                f"{row['title']}\n{row['label']}",
                 fontsize=7.5,
                 pad=2,
                 linespacing=1.1,
@@ -678,6 +742,8 @@ def figure3(
             ax.xaxis.set_major_locator(FixedLocator(_nice_ticks(*row["xlim"])))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             ax.grid(True, alpha=0.25, linewidth=0.5)
+            ax.set_xlabel("parameter value", fontsize=6.5, labelpad=1)
+            ax.set_ylabel("count", fontsize=6.5, labelpad=1)
             if which == "pruned":
                 if row["n_nonzero"] == 0:
                     ax.text(
