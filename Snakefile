@@ -58,6 +58,8 @@ PAPER = [
     f"{RESULTS}/comparisons.md",
     *all_figures(),
     *ONNX_TABLE,
+    # each submitted system (a)-(d) as one deployable artifact
+    *[f"{RESULTS}/systems/{r}.alot" for r in ROWS if r.startswith("system")],
     # the tables as the HTML pages that `make report` shows
     f"{RESULTS}/html/table1.html",
     f"{RESULTS}/html/comparisons.html",

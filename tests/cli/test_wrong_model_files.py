@@ -57,7 +57,7 @@ VERBS: dict[str, tuple[Argv, str]] = {
     ),
     "predict-clips": (
         lambda b, f, t: ["predict", "--model", b, f["wav"]],
-        "needs an int8 artifact",
+        CHECKPOINT,  # not an artifact: read as a float checkpoint
     ),
     "size": (lambda b, f, t: ["size", b], CHECKPOINT),
     "quantize": (lambda b, f, t: ["quantize", "--model", b, "--out", t / "m.alot"], CHECKPOINT),

@@ -279,9 +279,13 @@ def test_wav_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, clips):
     assert len(err.splitlines()) == 1 and "notes.wav" in err and "not a readable audio" in err
     assert run_cli(monkeypatch, "predict", "--model", art, tmp_path / "missing.wav") == 2
     assert "no such file" in capsys.readouterr().err
-    # audio needs an artifact; clips and --features do not mix
-    assert run_cli(monkeypatch, "predict", "--model", tmp_path / "m.pt", good) == 2
-    assert "needs an int8 artifact" in capsys.readouterr().err
+    # an artifact stores its feature settings; clips and --features do not mix
+    argv = ["predict", "--model", art, good, "--feature-settings", clips["features"]]
+    assert run_cli(monkeypatch, *argv) == 2
+    assert "stores its own" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert run_cli(monkeypatch, "predict", "--model", art, tmp_path / "empty") == 2
+    assert "holds no .wav files" in capsys.readouterr().err
     argv = ["predict", "--model", art, good, "--features", clips["features"]]
     assert run_cli(monkeypatch, *argv) == 2
     assert run_cli(monkeypatch, "predict", "--model", art) == 2
@@ -382,3 +386,30 @@ def test_two_stage_system_artifact_predicts_its_fused_output(tmp_path, clips):
     np.testing.assert_array_equal(pred.probs, load_artifact(art).predict(x))
     results = predict_clips(art, clips["paths"])
     np.testing.assert_allclose(np.stack([r.probs for r in results]), pred.probs, atol=1e-5)
+
+
+def test_a_float_checkpoint_classifies_a_folder_of_clips_as_from_their_features(
+    tmp_path, monkeypatch, capsys, clips
+):
+    """`predict --model final.pt FOLDER --json`: every .wav under the folder, sorted, and
+    the probabilities the model gives the same clips' feature file (same settings)."""
+    import json
+
+    from acoustic_lottery.evaluation.predict import read_predictions
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.pt")
+    folder = Path(clips["paths"][0]).parent
+    report = tmp_path / "r.json"
+    argv = ["predict", "--model", ckpt, folder, "--json", report]
+    assert run_cli(monkeypatch, *argv, "--feature-settings", clips["features"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split("\t")[:3] == ["clip", "scene", "group"] and len(out) == 5
+    got = json.loads(report.read_text())["clips"]
+    assert [Path(c["path"]).name for c in got] == sorted(Path(p).name for p in clips["paths"])
+    assert run_cli(monkeypatch, "predict", "--model", ckpt, "--features", clips["features"],
+                   "--out", tmp_path / "p.h5") == 0  # fmt: skip
+    pred = read_predictions(tmp_path / "p.h5")
+    by_name = {Path(f).name: row for f, row in zip(pred.filename, pred.probs)}
+    for c in got:
+        probs = np.array(list(c["probs"].values()))
+        np.testing.assert_allclose(probs, by_name[Path(c["path"]).name], atol=1e-5)

@@ -58,7 +58,7 @@ def test_markup_in_a_cell_is_text_not_html():
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-def test_the_verb_writes_the_page_and_refuses_a_file_without_a_table(tmp_path, capsys):
+def test_the_verb_writes_the_page_and_names_an_unreadable_file(tmp_path):
     md = tmp_path / "t.md"
     md.write_text("# T\n\nprose\n\n| a | b |\n|--:|---|\n| 1 | x |\n")
     out = tmp_path / "html/t.html"
@@ -67,9 +67,14 @@ def test_the_verb_writes_the_page_and_refuses_a_file_without_a_table(tmp_path, c
     assert page.startswith("<!DOCTYPE html>") and "<title>T</title>" in page
     assert _cells(page) == [["a", "b"], ["1", "x"]]
     prose = tmp_path / "p.md"
-    prose.write_text("no table here\n")
-    with pytest.raises(InputError, match=r"p\.md: expected a markdown table"):
-        write_html_page(prose, tmp_path / "p.html", "P")
-    assert not (tmp_path / "p.html").exists()
+    prose.write_text("# Comparisons\n\nevery pair skipped\n")
+    assert (
+        "<p>every pair skipped</p>" in write_html_page(prose, tmp_path / "p.html", "P").read_text()
+    )
+    binary = tmp_path / "b.md"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError, match=r"b\.md: cannot read it as UTF-8 markdown"):
+        write_html_page(binary, tmp_path / "b.html", "B")
+    assert not (tmp_path / "b.html").exists()
     assert main(["html-page", "--markdown", str(tmp_path / "missing.md"), "--out",
                  str(tmp_path / "m.html"), "--title", "M"]) == 2  # fmt: skip

@@ -197,3 +197,36 @@ def test_a_row_over_budget_stops_the_dag_naming_each_member(tmp_path, smk):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "table1.3" in out and "128 KB budget" in out and "sic 503.00 KB" in out
+
+
+@pytest.mark.slow
+def test_the_exported_system_predicts_the_pipelines_fused_probabilities(tiny_run, tmp_path):
+    """`export-system` (rule export_system) then `predict`: system (d) as one artifact
+    (SIC float at weight 4, SIC int8, the 3-class SIC, two-stage fusion) gives the
+    pipeline's fused probabilities on the same clips, to float32 rounding."""
+    import numpy as np
+
+    from acoustic_lottery.cli import main
+    from acoustic_lottery.evaluation.predict import read_predictions
+
+    results = tiny_run / "results/tiny"
+    artifact = results / "systems/systemd.alot"
+    report = json.loads((results / "systems/systemd.json").read_text())
+    assert report["fusion"] == "two_stage" and len(report["members"]) == 3
+    # sized by the DCASE rule as each member is stored: float members as their size
+    # reports, the int8 one as its quantize report (BN folded into the int8 biases)
+    sizes = results / "sizes"
+    floats = sum(json.loads((sizes / f"{m}.json").read_text())["bytes"] for m in ("sic", "sic3"))
+    int8 = json.loads((sizes / "sic.int8.json").read_text())["int8"]["bytes"]
+    assert report["artifact"]["dcase_bytes"] == floats + int8
+    out = tmp_path / "systemd.h5"
+    features = results / "features/lmfb/evaluate/orig.h5"
+    assert main(["predict", "--model", str(artifact), "--features", str(features),
+                 "--out", str(out)]) == 0  # fmt: skip
+    ours, pipeline = (
+        read_predictions(out),
+        read_predictions(results / "predictions/table1/systemd.h5"),
+    )
+    assert list(ours.filename) == list(pipeline.filename)
+    np.testing.assert_allclose(ours.probs, pipeline.probs, rtol=0, atol=1e-6)
+    assert (ours.probs.argmax(1) == pipeline.probs.argmax(1)).all()

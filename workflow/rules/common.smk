@@ -1,6 +1,7 @@
 # Paths, wildcard constraints and parameter helpers shared by the rules.
 
 import re
+import shlex
 
 from acoustic_lottery import comparisons, efficiency, pipeline
 from acoustic_lottery.data.synthetic import check_generator_owns
@@ -158,6 +159,35 @@ def member_predictions(member):
 
 def row_predictions(wildcards):
     return [member_predictions(m) for m in pipeline.row_members(config, wildcards.row)]
+
+
+def system_sources(wildcards):
+    """Export of a row as one artifact: each member model's int8 artifact or checkpoint,
+    and a float member's training features (their settings go into the artifact)."""
+    members = pipeline.row_members(config, wildcards.row)
+    int8 = sorted({m["model"] for m in members if m.get("quantized")})
+    floats = sorted({m["model"] for m in members if not m.get("quantized")})
+    return {
+        **{f"int8_{m}": f"{RESULTS}/models/{m}/int8.alot" for m in int8},
+        **{f"float_{m}": final_checkpoint(m) for m in floats},
+        **{
+            f"features_{m}": f"{RESULTS}/features/{model_features(m)}/train/orig.h5"
+            for m in floats
+        },
+    }
+
+
+def system_source_args(wildcards, input):
+    """--int8 / --float / --features MODEL=PATH arguments from `system_sources`."""
+    args = {"int8": [], "float": [], "features": []}
+    for key, path in input.items():
+        kind, _, model = key.partition("_")
+        args[kind].append(f"{model}={path}")
+    return " ".join(
+        f"--{kind} " + " ".join(shlex.quote(v) for v in values)
+        for kind, values in args.items()
+        if values
+    )
 
 
 def row_sizes(wildcards):

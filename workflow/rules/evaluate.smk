@@ -63,6 +63,30 @@ rule quantize:
         " --report {output.report:q} > {log:q} 2>&1"
 
 
+# A Table 1 row or submitted system as one deployable artifact (`predict` runs it).
+rule export_system:
+    input:
+        unpack(system_sources),
+    output:
+        artifact=f"{RESULTS}/systems/{{row}}.alot",
+        report=f"{RESULTS}/systems/{{row}}.json",
+    log:
+        f"{LOGS}/systems/{{row}}.log",
+    benchmark:
+        f"{BENCH}/systems/{{row}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=lambda w: pipeline.spec_json(pipeline.row_spec(config, w.row)),
+        sources=system_source_args,
+    shell:
+        "acoustic-lottery export-system --spec {params.spec:q} {params.sources}"
+        " --out {output.artifact:q} --report {output.report:q} > {log:q} 2>&1"
+
+
 rule predict_int8:
     input:
         model=f"{RESULTS}/models/{{model}}/int8.alot",

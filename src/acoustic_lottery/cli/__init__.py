@@ -72,6 +72,7 @@ VERB_GROUPS: dict[str, str] = {
     "complexity": "repmobile",
     "quantize": "quantize",
     "artifact-info": "quantize",
+    "export-system": "quantize",
     "select-features": "efficiency",
     "efficiency-system": "efficiency",
     "efficiency-table": "efficiency",

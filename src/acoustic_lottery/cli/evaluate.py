@@ -28,26 +28,46 @@ from acoustic_lottery.io import write_json
 __all__ = ["register"]
 
 
+def _clip_paths(paths: list[Path]) -> list[Path]:
+    """The clips named, a folder standing for every .wav under it (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() == ".wav" and q.is_file())
+            if not found:
+                raise InputError(f"predict: folder {p} holds no .wav files")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def _run_predict_clips(args: argparse.Namespace) -> int:
+    import tempfile
+
     from acoustic_lottery.quantization.deploy import (
         format_clip_predictions,
         is_artifact,
         predict_clips,
     )
+    from acoustic_lottery.quantization.system_export import checkpoint_artifact
 
     if args.features is not None or args.out is not None or args.out_super is not None:
         raise InputError("give either wav clips or --features/--out (a feature file), not both")
-    if not is_artifact(args.model):
-        raise InputError(
-            f"{args.model}: predicting from audio needs an int8 artifact (it stores the "
-            "feature settings); make one with `acoustic-lottery quantize`"
-        )
-    results = predict_clips(args.model, args.clips)
+    clips = _clip_paths(args.clips)
+    with tempfile.TemporaryDirectory(prefix="acoustic-lottery-") as tmp:
+        artifact = args.model
+        if not is_artifact(args.model):  # a float checkpoint: as a one-model artifact
+            artifact = Path(tmp) / "model.alot"
+            checkpoint_artifact(args.model, artifact, features=args.feature_settings)
+        elif args.feature_settings is not None:
+            raise InputError(
+                f"--feature-settings: {args.model} is an artifact, which stores its own"
+            )
+        results = predict_clips(artifact, clips)
     print(format_clip_predictions(results))
     if args.json is not None:
-        write_json(
-            args.json, {"artifact": str(args.model), "clips": [r.to_dict() for r in results]}
-        )
+        write_json(args.json, {"model": str(args.model), "clips": [r.to_dict() for r in results]})
     return 0
 
 
@@ -95,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `predict` and `evaluate` verbs."""
     p = subparsers.add_parser(
         "predict",
-        help="model + features -> prediction file(s); int8 artifact + wav clips -> scenes",
+        help="model + features -> prediction file(s); model + wav clips/folders -> scenes",
         description="Run a checkpoint or an int8 artifact over a feature file (eval mode, "
         "full-length clips) and write class probabilities per head; or classify wav clips "
         "with an artifact alone.",
@@ -112,7 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         type=Path,
         metavar="CLIP.wav",
-        help="wav files to classify with an artifact (then no --features / --out)",
+        help="wav files or folders of them to classify with an artifact or a float "
+        "checkpoint (then no --features / --out)",
     )
     p.add_argument("--features", type=Path, metavar="F.h5")
     p.add_argument("--out", type=Path, metavar="P.h5")
@@ -131,6 +152,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
     p.add_argument(
         "--json", type=Path, metavar="R.json", help="wav clips: also write the results as JSON"
+    )
+    p.add_argument(
+        "--feature-settings",
+        type=Path,
+        metavar="F.h5",
+        help="wav clips with a float checkpoint: a feature file of the model's features, "
+        "whose settings turn the audio into its input (default: the published settings "
+        "of its feature set); an artifact stores its own",
     )
     p.set_defaults(func=run_predict)
 

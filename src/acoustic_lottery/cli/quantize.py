@@ -98,8 +98,50 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"{option}: expected MODEL=PATH, found {value!r}")
+        if name in out:
+            raise InputError(f"{option}: model {name!r} given twice")
+        out[name] = Path(path)
+    return out
+
+
+def run_export_system(args: argparse.Namespace) -> int:
+    import json
+
+    from acoustic_lottery.io import write_json
+    from acoustic_lottery.quantization.system_export import export_system
+
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--spec: not valid JSON: {e}") from e
+    if not isinstance(spec, dict):
+        raise InputError(f"--spec: expected a JSON object, found {spec!r}")
+    report = export_system(
+        spec,
+        args.out,
+        int8=_pairs(args.int8, "--int8"),
+        floats=_pairs(args.float, "--float"),
+        features=_pairs(args.features, "--features"),
+    )
+    info = report["artifact"]
+    print(
+        f"export-system {report['system']}: {len(report['members'])} members, fusion "
+        f"{report['fusion']}; DCASE size {report['size_kb']:.1f} KB, file "
+        f"{info['file_bytes']} B -> {args.out}"
+    )
+    if args.report is not None:
+        write_json(args.report, report)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `quantize` and `artifact-info` verbs."""
+    """Add the `quantize`, `artifact-info` and `export-system` verbs."""
     p = subparsers.add_parser(
         "quantize",
         help="float checkpoint -> deployable int8 artifact",
@@ -144,3 +186,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--model", required=True, type=Path, metavar="ARTIFACT")
     i.add_argument("--out", type=Path, metavar="R.json", help="write the report as JSON")
     i.set_defaults(func=run_info)
+
+    e = subparsers.add_parser(
+        "export-system",
+        help="a whole system (members, fusion, weights, class names) as one artifact",
+        description="Write a Table 1 row or submitted system as one artifact that "
+        "`predict` runs on a feature file or on WAV clips: int8 members from their int8 "
+        "artifacts, float members from their checkpoints, the fusion and score weights "
+        "from --spec; print its DCASE size.",
+    )
+    e.add_argument("--spec", required=True, help="the row spec as JSON (from the workflow)")
+    e.add_argument("--int8", nargs="*", metavar="MODEL=ARTIFACT", help="int8 members")
+    e.add_argument("--float", nargs="*", metavar="MODEL=CKPT", help="float members")
+    e.add_argument(
+        "--features",
+        nargs="*",
+        metavar="MODEL=F.h5",
+        help="a float member's feature file: its settings are stored for WAV input",
+    )
+    e.add_argument("--out", required=True, type=Path, metavar="SYSTEM.alot")
+    e.add_argument("--report", type=Path, metavar="R.json", help="write the size report here")
+    e.set_defaults(func=run_export_system)
