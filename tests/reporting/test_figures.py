@@ -410,6 +410,18 @@ def test_confusion_matrix_plot(tmp_path: Path, nested: bool) -> None:
     counts = result["counts"]
     assert result["accuracy"] == pytest.approx(100 * np.trace(counts) / counts.sum())
     assert result["percent"][0, 0] == pytest.approx(100 * 23 / (23 + 27))
+    # the same matrix as DVC confusion-template data: one (actual, predicted) per clip
+    from acoustic_lottery.reporting.device_plots import write_confusion_records
+
+    n = write_confusion_records(f, tmp_path / "cm.csv")
+    rows = (tmp_path / "cm.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) - 1 == n == int(counts.sum())
+    names = list(labels.SCENES)
+    rebuilt = np.zeros_like(counts)
+    for line in rows[1:]:
+        a, p = line.split(",")
+        rebuilt[names.index(a), names.index(p)] += 1
+    assert (rebuilt == counts).all()
 
 
 def test_confusion_rejects_non_square(tmp_path: Path) -> None:

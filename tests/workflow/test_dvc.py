@@ -176,6 +176,28 @@ def test_shipped_config_has_a_stage_per_table1_row_and_system(tmp_path):
     assert {n for n in names if n.startswith(("table1@", "system@"))} == rows | systems
 
 
+def test_data_plots_name_files_the_default_dag_writes():
+    """Every data plot of dvc.yaml reads a file `make run` produces: a dense model's
+    history.csv (rule train) or a confusion record file (rule confusion, for the models
+    of figures.devices)."""
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    results = f"results/{config['dataset']['name']}/"
+    dense = {m for m, spec in config["models"].items() if not spec.get("lottery")}
+    confusion = set(config["figures"]["devices"].values())
+    data = [p for entry in doc["plots"] if isinstance(entry, dict) for p in entry.values()]
+    assert data, "no data plots in dvc.yaml"
+    for plot in data:
+        for path in plot["y"]:
+            rel = path.replace("results/${dataset.name}/", results).removeprefix(results)
+            if rel.endswith("/history.csv"):
+                assert rel.split("/")[1] in dense, path
+            else:
+                assert rel.startswith("figures/confusion/") and rel.endswith(".csv"), path
+                assert rel.split("/")[-1].removesuffix(".csv") in confusion, path
+                assert plot["template"] == "confusion" and plot["x"] == "actual"
+
+
 def test_one_stage_per_row(repo, cfg):
     names = run(repo, "dvc", "stage", "list", "--name-only").stdout.split()
     rows = {f"table1@{row}" for row in cfg["table1"]}

@@ -200,11 +200,12 @@ rule confusion:
     input:
         f"{RESULTS}/metrics/{{model}}/scene/evaluate.json",
     output:
-        report(
+        png=report(
             f"{FIG}/confusion/{{model}}.png",
             caption="../report/confusion.rst",
             category="Confusion matrices",
         ),
+        data=f"{FIG}/confusion/{{model}}.csv",
     log:
         f"{LOGS}/figures/confusion_{{model}}.log",
     benchmark:
@@ -215,8 +216,8 @@ rule confusion:
         mem_mb=1000,
         runtime=5,
     shell:
-        "acoustic-lottery confusion --metrics {input:q} --out {output:q}"
-        " --title {wildcards.model:q} > {log:q} 2>&1"
+        "acoustic-lottery confusion --metrics {input:q} --out {output.png:q}"
+        " --out-data {output.data:q} --title {wildcards.model:q} > {log:q} 2>&1"
 
 
 # How separable the data set is per device group, whatever a model learns (a linear

@@ -1,4 +1,5 @@
-"""Verbs `figure2`, `figure3`, `device-bars`, `confusion`: the report's figures as PNG."""
+"""Verbs `figure2`, `figure3`, `device-bars`, `confusion`: the report's figures (PNG, PDF
+or SVG by the extension of --out)."""
 
 from __future__ import annotations
 
@@ -53,14 +54,25 @@ def _device_bars(args: argparse.Namespace) -> int:
 
 
 def _confusion(args: argparse.Namespace) -> int:
-    from acoustic_lottery.reporting.device_plots import confusion_matrix_plot
+    from acoustic_lottery.reporting.device_plots import (
+        confusion_matrix_plot,
+        write_confusion_records,
+    )
 
     result = confusion_matrix_plot(args.metrics, args.out, title=args.title)
+    if args.out_data is not None:
+        write_confusion_records(args.metrics, args.out_data)
     print(
         f"confusion: {len(result['class_names'])} classes, accuracy "
         f"{result['accuracy']:.1f} % -> {result['out']}"
     )
     return 0
+
+
+def _figure_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=Path, required=True, help="figure to write: .png, .pdf or .svg"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--paper-points", nargs="+", type=Path, help="optional reference points drawn as open stars"
     )
-    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    _figure_out(p)
     p.add_argument("--title")
     p.set_defaults(func=_figure2)
 
     f = sub.add_parser("figure3", help="Figure 3: layer-wise weights, dense vs LTH-pruned")
     f.add_argument("--dense", type=Path, required=True, help="dense student checkpoint")
     f.add_argument("--pruned", type=Path, required=True, help="pruned student checkpoint")
-    f.add_argument("--out", type=Path, required=True, help="PNG to write")
+    _figure_out(f)
     f.add_argument(
         "--layers",
         choices=LAYER_CHOICES,
@@ -102,12 +114,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=PATH",
         help="metrics JSON per model, in bar order",
     )
-    d.add_argument("--out", type=Path, required=True, help="PNG to write")
+    _figure_out(d)
     d.add_argument("--title")
     d.set_defaults(func=_device_bars)
 
     c = sub.add_parser("confusion", help="row-normalised confusion matrix of one metrics JSON")
     c.add_argument("--metrics", type=Path, required=True, help="metrics JSON")
-    c.add_argument("--out", type=Path, required=True, help="PNG to write")
+    _figure_out(c)
+    c.add_argument(
+        "--out-data",
+        type=Path,
+        metavar="C.csv",
+        help="also one (actual, predicted) line per clip: DVC's confusion plot data",
+    )
     c.add_argument("--title")
     c.set_defaults(func=_confusion)

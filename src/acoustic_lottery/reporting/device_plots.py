@@ -18,7 +18,7 @@ import numpy as np
 
 from acoustic_lottery import labels
 from acoustic_lottery.errors import InputError
-from acoustic_lottery.io import read_json
+from acoustic_lottery.io import atomic_path, read_json
 from acoustic_lottery.reporting.figures import new_figure, save_figure
 
 __all__ = ["confusion_matrix_plot", "device_bars", "read_confusion", "read_metrics"]
@@ -216,6 +216,20 @@ def read_confusion(metrics: Mapping[str, Any], where: str) -> tuple[np.ndarray, 
             f"{where}: class_names {names!r} do not match the {m.shape[0]}×{m.shape[0]} matrix"
         )
     return m, [str(c) for c in names]
+
+
+def write_confusion_records(
+    metrics_json: str | os.PathLike[str], out_csv: str | os.PathLike[str]
+) -> int:
+    """The confusion matrix as one (actual, predicted) line per clip, the data layout of
+    DVC's `confusion` plot template (`dvc plots show`); returns the number of lines."""
+    counts, names = read_confusion(read_metrics(metrics_json), f"metrics file {metrics_json}")
+    lines = ["actual,predicted"]
+    for i, j in zip(*np.nonzero(counts)):
+        lines += [f"{names[i]},{names[j]}"] * int(counts[i, j])
+    with atomic_path(Path(out_csv), suffix=".csv") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines) - 1
 
 
 def confusion_matrix_plot(
