@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,42 @@ def test_a_row_over_budget_names_each_member(shipped):
     text = str(err.value)
     assert "table1.6" in text and "sic 503.00 KB" in text and "sic3 500.7" in text
     assert "128 KB budget" in text
+
+
+CONFIGS = [ROOT / "config.yaml", *sorted((ROOT / "tests/workflow").glob("*_config.yaml"))]
+OVERLAYS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_known_counts_are_the_models_they_name():
+    """Each entry of the committed table equals the count of the model built with torch:
+    an architecture change that forgets to rewrite the table fails here."""
+    from acoustic_lottery.planned_size import KNOWN_VALUES, count_dense_values
+
+    table = json.loads(KNOWN_VALUES.read_text())
+    assert table, KNOWN_VALUES
+    for key, counts in table.items():
+        arch, task, width = key.split("/")
+        assert list(count_dense_values(arch, task, float(width))) == counts, key
+
+
+def test_every_shipped_and_test_config_is_counted_without_torch():
+    """The shipped configs (and overlays) and the workflow tests' configs need no torch to
+    plan their rows, so building their DAG does not import it. The fix when this fails:
+    python -m acoustic_lottery.planned_size config.yaml tests/workflow/*_config.yaml
+    --overlay configs/tau2020.yaml"""
+    from acoustic_lottery.planned_size import KNOWN_VALUES, known_values_key, models_of_configs
+
+    table = json.loads(KNOWN_VALUES.read_text())
+    models = models_of_configs(CONFIGS, SCHEMA, OVERLAYS)
+    assert {known_values_key(*m) for m in models} <= set(table)
+    code = (
+        "import sys, yaml\n"
+        "from acoustic_lottery.configuration import validate_config\n"
+        "from acoustic_lottery.planned_size import check_row_budgets\n"
+        f"cfg = validate_config(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})), "
+        f"{str(SCHEMA)!r})\n"
+        "check_row_budgets(cfg)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

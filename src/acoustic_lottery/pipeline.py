@@ -245,7 +245,7 @@ def lottery_settings(config: dict, name: str) -> dict[str, Any]:
 
     A control chain takes every setting of the chain it controls, plus its control.
     """
-    from acoustic_lottery.pruning.schedule import preset  # torch: only when chains exist
+    from acoustic_lottery.lottery_presets import preset
 
     winning = _winning_chain(config, name)
     lot = dict(model_config(config, winning)["lottery"])

@@ -8,18 +8,46 @@ on the trained (pruned, quantized) model.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from functools import cache
+from importlib.resources import files
+from pathlib import Path
 
 from acoustic_lottery import pipeline
 from acoustic_lottery.errors import InputError
 from acoustic_lottery.systems.budget import check_budget, system_size_kb
 
-__all__ = ["check_row_budgets", "dense_values", "planned_size_kb"]
+__all__ = [
+    "KNOWN_VALUES",
+    "check_row_budgets",
+    "count_dense_values",
+    "dense_values",
+    "known_values_key",
+    "planned_size_kb",
+    "write_known_values",
+]
+
+#: Counts of the architectures the shipped and test configs use, so that building the
+#: DAG (every `snakemake` call, and every SLURM job, which builds it again) needs no
+#: torch: importing it and building the models cost 2.3 s a call. Any other
+#: architecture or width is counted with torch. tests/test_planned_size.py holds each
+#: entry equal to the model it names; `python -m acoustic_lottery.planned_size` rewrites
+#: the file after an architecture changes.
+KNOWN_VALUES = files("acoustic_lottery") / "resources" / "dense_values.json"
+
+
+def known_values_key(arch: str, task: str, width: float) -> str:
+    return f"{arch}/{task}/{float(width)!r}"
 
 
 @cache
-def dense_values(arch: str, task: str, width: float) -> tuple[int, int]:
-    """(values in the pruning scope 'weights', all other stored values) of a dense model."""
+def _known() -> dict[str, list[int]]:
+    return json.loads(KNOWN_VALUES.read_text())
+
+
+def count_dense_values(arch: str, task: str, width: float) -> tuple[int, int]:
+    """The counts of `dense_values`, from the model built with torch."""
     from acoustic_lottery.models.registry import build_model
     from acoustic_lottery.models.size import size_report
 
@@ -29,6 +57,24 @@ def dense_values(arch: str, task: str, width: float) -> tuple[int, int]:
         p.numel() for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1
     )
     return int(weights), total - int(weights)
+
+
+@cache
+def dense_values(arch: str, task: str, width: float) -> tuple[int, int]:
+    """(values in the pruning scope 'weights', all other stored values) of a dense model."""
+    known = _known().get(known_values_key(arch, task, width))
+    if known is not None:
+        return int(known[0]), int(known[1])
+    return count_dense_values(arch, task, width)
+
+
+def write_known_values(models: Iterable[tuple[str, str, float]], path: Path) -> dict:
+    """Count each (arch, task, width) with torch and write the table (sorted keys)."""
+    table = {known_values_key(a, t, w): list(count_dense_values(a, t, w)) for a, t, w in models}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
+    tmp.replace(path)
+    return table
 
 
 def planned_size_kb(config: dict, name: str, quantized: bool = False) -> float:
@@ -65,3 +111,47 @@ def check_row_budgets(config: dict) -> dict[str, float]:
         except InputError as exc:
             raise InputError(f"config: {exc} (sizes planned from the configuration)") from None
     return out
+
+
+def models_of_configs(
+    paths: Iterable[Path], schema: Path, overlays: Iterable[Path] = ()
+) -> set[tuple[str, str, float]]:
+    """(arch, task, width) of every model of each config file and of the first file with
+    each overlay merged over it (as `--configfile` does), validated against `schema`."""
+    from acoustic_lottery.configuration import load_yaml, merge, validate_config
+
+    paths = list(paths)
+    raws = [(str(p), load_yaml(p)) for p in paths]
+    raws += [(f"{paths[0]} + {o}", merge(raws[0][1], load_yaml(o))) for o in overlays]
+    found: set[tuple[str, str, float]] = set()
+    for source, raw in raws:
+        cfg = validate_config(raw, schema, source=source)
+        for name in cfg.get("models", {}):
+            m = pipeline.model_config(cfg, name)
+            found.add((m["arch"], m["task"], float(m["width"])))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m acoustic_lottery.planned_size",
+        description="Rewrite the table of parameter counts the DAG build reads.",
+    )
+    parser.add_argument("configs", nargs="+", type=Path, help="whole config files")
+    parser.add_argument(
+        "--overlay", type=Path, action="append", default=[], help="merged over the first"
+    )
+    parser.add_argument("--schema", type=Path, default=Path("workflow/schemas/config.schema.yaml"))
+    parser.add_argument("--out", type=Path, default=Path(str(KNOWN_VALUES)))
+    args = parser.parse_args(argv)
+    table = write_known_values(
+        sorted(models_of_configs(args.configs, args.schema, args.overlay)), args.out
+    )
+    print(f"{args.out}: {len(table)} architectures")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

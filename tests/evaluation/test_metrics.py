@@ -102,3 +102,26 @@ def test_log_loss_equals_scikit_learns_on_normalised_probabilities() -> None:
     assert log_loss(probs, label) == pytest.approx(
         sk_log_loss(label, probs, labels=np.arange(10)), rel=1e-12
     )
+
+
+def test_confusion_matrix_equals_scikit_learns_with_absent_classes() -> None:
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(5)
+    n, k = 300, 10
+    label = rng.integers(0, k - 2, size=n)  # classes 8 and 9 never true
+    probs = rng.dirichlet(np.ones(k), size=n).astype(np.float32)
+    probs[:, 9] = 0  # class 9 never predicted
+    pred = Predictions(
+        probs=probs,
+        label=label,
+        device=["a"] * n,
+        filename=[f"audio/y{i}.wav" for i in range(n)],
+        class_names=[f"c{i}" for i in range(k)],
+        task="scene",
+        source={"kind": "random"},
+    )
+    ours = evaluate_predictions(pred)["confusion_matrix"]["matrix"]
+    theirs = confusion_matrix(label, probs.argmax(1), labels=np.arange(k))
+    assert ours == theirs.tolist()
+    assert sum(map(sum, ours)) == n

@@ -74,12 +74,14 @@ def nothing_to_do(repo: Path) -> bool:
 
 
 def trimmed_config() -> dict:
-    """The tiny config with fewer rows and lottery rounds (same stages, shorter DAG)."""
+    """The tiny config with fewer rows, lottery rounds and study fractions (same stages,
+    shorter DAG)."""
     cfg = yaml.safe_load(TINY.read_text())
     assert set(ROWS) <= set(cfg["table1"]), "tiny_config.yaml must keep rows 0 and 3"
     cfg["table1"] = {k: v for k, v in cfg["table1"].items() if k in ROWS}
     cfg["dataset"]["path"] = "data/tiny"  # the odd path is test_snakemake's concern
     cfg["systems"] = {}
+    cfg["data_efficiency"]["fractions"] = [100]  # one study run: the stage, not the study
     for spec in cfg["models"].values():
         lottery = spec.get("lottery") or {}
         if "rounds" in lottery:
@@ -174,6 +176,35 @@ def test_shipped_config_has_a_stage_per_table1_row_and_system(tmp_path):
     systems = {f"system@{x}" for x in "abcd"}
     assert rows | systems <= names
     assert {n for n in names if n.startswith(("table1@", "system@"))} == rows | systems
+
+
+def test_every_file_of_the_default_dag_is_an_output_of_a_dvc_stage(tmp_path):
+    """With the shipped config, each file the default target writes (snakemake
+    --summary) lies in some stage's outs, so a `dvc pull` brings all of it and the
+    pulled tree has nothing left to do (the round trip below checks that on the
+    trimmed config, which has no systems)."""
+    repo = tmp_path / "shipped"
+    repo.mkdir()
+    for name in ("Snakefile", "dvc.yaml", "config.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "workflow", repo / "workflow")
+    shutil.copytree(ROOT / "profiles", repo / "profiles")
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    summary = run(repo, "snakemake", "--summary", "--cores", "1").stdout.splitlines()
+    written = {line.split("\t", 1)[0] for line in summary[1:] if line.strip()}
+    assert any(p.endswith(".alot") for p in written) and len(written) > 100
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        outs = {os.path.relpath(o.fs_path, repo) for s in dvc.index.stages for o in s.outs} | {
+            os.path.relpath(m.fs_path, repo) for s in dvc.index.stages for m in s.metrics
+        }
+
+    def covered(path: str) -> bool:
+        return any(path == o or path.startswith(o + "/") for o in outs)
+
+    assert sorted(p for p in written if not covered(p)) == []
 
 
 def test_data_plots_name_files_the_default_dag_writes():
